@@ -1,0 +1,47 @@
+# tst: temporal sparse transformers inside PostgreSQL (PGXS build)
+
+EXTENSION = tst
+EXTVERSION = 0.1.0
+
+MODULE_big = tst
+CORE_SRCS = $(sort $(wildcard src/core/*.c))
+GLUE_SRCS = $(sort $(wildcard src/*.c))
+OBJS = $(GLUE_SRCS:.c=.o) $(CORE_SRCS:.c=.o)
+
+SQL_PARTS = $(sort $(wildcard src/sql/*.sql))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --outputdir=results --load-extension=$(EXTENSION)
+
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+PG_CPPFLAGS = -Isrc -Isrc/core $(OPENBLAS_CFLAGS)
+PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(EXTRA_CFLAGS)
+SHLIB_LINK = $(OPENBLAS_LIBS) -lm
+
+EXTRA_CLEAN = $(DATA_built) results regression.diffs regression.out test/core/build
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_PARTS)
+	cat $^ > $@
+
+# Everything below is driven by scripts so that `make test` and `make demo`
+# work on a fresh machine; see test/run-all.sh and demo/run.sh.
+.PHONY: test demo core-test bench
+
+core-test:
+	$(MAKE) -C test/core
+
+test:
+	bash test/run-all.sh
+
+demo:
+	bash demo/run.sh
+
+bench:
+	bash bench/run.sh
