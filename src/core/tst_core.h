@@ -242,6 +242,13 @@ typedef struct TstTrainOptions
 	double		clip_norm;
 	double		warmup_fraction;	/* share of steps with linear warm-up */
 	int64_t		max_windows_per_epoch;	/* 0 means all training windows */
+	/*
+	 * Allocator for the training loop's own memory (windows, batches, optimizer
+	 * moments, best-epoch snapshot), so that a longjmp out of check_interrupt
+	 * leaks nothing when it is a PostgreSQL memory context. NULL means
+	 * tst_malloc_allocator.
+	 */
+	const TstAllocator *allocator;
 } TstTrainOptions;
 
 void		tst_train_options_default(TstTrainOptions *options);
