@@ -1,0 +1,292 @@
+/*
+ * optim.c
+ *		AdamW with global gradient-norm clipping.
+ *
+ * The optimizer keeps a first moment m and a second moment v for every
+ * parameter, in one allocation laid out in the model's tensor order: m for
+ * all tensors, then v for all tensors. Each step
+ *
+ *   1. sums the squares of every gradient in double and takes the square
+ *      root, giving the global norm; a non-finite norm stops the step before
+ *      anything changes, so a NaN gradient never reaches the parameters or
+ *      the moments;
+ *   2. scales every gradient by max_norm / norm when the norm exceeds
+ *      max_norm (the gradients themselves are left unchanged; the scale is
+ *      applied as they are read);
+ *   3. updates the moments and the parameters with bias correction:
+ *        m = beta1 m + (1 - beta1) g
+ *        v = beta2 v + (1 - beta2) g^2
+ *        p = p - lr (m / (1 - beta1^t) / (sqrt(v / (1 - beta2^t)) + eps)
+ *                    + wd p)
+ *      where the decoupled weight decay wd applies only to 2-D tensors other
+ *      than "pos" (the learned position table is not a weight matrix).
+ */
+#include "tst_core.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct TstOptimizer
+{
+	TstModel   *model;
+	TstAllocator allocator;
+	int64_t		step;			/* steps taken so far */
+	int64_t		n_params;		/* total parameter count of the model */
+	float	   *m;				/* (n_params,) first moments */
+	float	   *v;				/* (n_params,) second moments */
+};
+
+static void
+optim_error(char *errmsg, const char *fmt,...)
+{
+	va_list		args;
+
+	if (errmsg == NULL)
+		return;
+	va_start(args, fmt);
+	vsnprintf(errmsg, TST_ERRMSG_LEN, fmt, args);
+	va_end(args);
+}
+
+/* Whether AdamW decays this tensor: 2-D weight matrices, but not "pos". */
+static bool
+tensor_is_decayed(const TstTensor *tensor)
+{
+	return tensor->ndim == 2 && strcmp(tensor->name, "pos") != 0;
+}
+
+/*
+ * Allocate the optimizer and its moments, zeroed, for every parameter of
+ * the model. The model's gradients need not exist yet.
+ */
+TstStatus
+tst_optimizer_create(TstModel *model, const TstAllocator *allocator,
+					 TstOptimizer **optimizer, char *errmsg)
+{
+	TstOptimizer *opt;
+	int64_t		n_params;
+	size_t		header_bytes;
+	size_t		bytes;
+	char	   *block;
+
+	if (optimizer == NULL)
+	{
+		optim_error(errmsg, "optimizer output pointer is NULL");
+		return TST_ERR_ARGUMENT;
+	}
+	*optimizer = NULL;
+	if (model == NULL || allocator == NULL || allocator->alloc == NULL)
+	{
+		optim_error(errmsg, "model or allocator is NULL");
+		return TST_ERR_ARGUMENT;
+	}
+
+	n_params = tst_model_num_params(model);
+	if (n_params < 0)
+	{
+		optim_error(errmsg, "model reports a negative parameter count");
+		return TST_ERR_ARGUMENT;
+	}
+
+	/* The struct and both moment arrays share one allocation. */
+	header_bytes = (sizeof(TstOptimizer) + 15) & ~(size_t) 15;
+	if ((uint64_t) n_params > (TST_MAX_ALLOC_BYTES - header_bytes) / (2 * sizeof(float)))
+	{
+		optim_error(errmsg,
+					"optimizer moments for %lld parameters exceed the %zu-byte allocation limit",
+					(long long) n_params, TST_MAX_ALLOC_BYTES);
+		return TST_ERR_TOO_LARGE;
+	}
+	bytes = header_bytes + (size_t) n_params * 2 * sizeof(float);
+
+	block = allocator->alloc(allocator->ctx, bytes);
+	if (block == NULL)
+	{
+		optim_error(errmsg, "out of memory allocating %zu bytes of optimizer state", bytes);
+		return TST_ERR_NOMEM;
+	}
+
+	opt = (TstOptimizer *) block;
+	opt->model = model;
+	opt->allocator = *allocator;
+	opt->step = 0;
+	opt->n_params = n_params;
+	opt->m = (float *) (block + header_bytes);
+	opt->v = opt->m + n_params;
+	memset(opt->m, 0, (size_t) n_params * 2 * sizeof(float));
+
+	*optimizer = opt;
+	return TST_OK;
+}
+
+void
+tst_optimizer_free(TstOptimizer *optimizer)
+{
+	if (optimizer == NULL)
+		return;
+	if (optimizer->allocator.free != NULL)
+		optimizer->allocator.free(optimizer->allocator.ctx, optimizer);
+}
+
+/* Reject hyperparameters outside the ranges where AdamW is defined. */
+static TstStatus
+check_hparams(const TstAdamW *hparams, float max_norm, char *errmsg)
+{
+	if (hparams == NULL)
+	{
+		optim_error(errmsg, "AdamW hyperparameters are NULL");
+		return TST_ERR_ARGUMENT;
+	}
+	if (!isfinite(hparams->learning_rate) || hparams->learning_rate < 0.0f)
+	{
+		optim_error(errmsg, "invalid learning rate %g: must be finite and >= 0",
+					(double) hparams->learning_rate);
+		return TST_ERR_ARGUMENT;
+	}
+	if (!(hparams->beta1 >= 0.0f && hparams->beta1 < 1.0f))
+	{
+		optim_error(errmsg, "invalid beta1 %g: must be in [0, 1)",
+					(double) hparams->beta1);
+		return TST_ERR_ARGUMENT;
+	}
+	if (!(hparams->beta2 >= 0.0f && hparams->beta2 < 1.0f))
+	{
+		optim_error(errmsg, "invalid beta2 %g: must be in [0, 1)",
+					(double) hparams->beta2);
+		return TST_ERR_ARGUMENT;
+	}
+	if (!isfinite(hparams->eps) || hparams->eps <= 0.0f)
+	{
+		optim_error(errmsg, "invalid eps %g: must be finite and > 0",
+					(double) hparams->eps);
+		return TST_ERR_ARGUMENT;
+	}
+	if (!isfinite(hparams->weight_decay) || hparams->weight_decay < 0.0f)
+	{
+		optim_error(errmsg, "invalid weight decay %g: must be finite and >= 0",
+					(double) hparams->weight_decay);
+		return TST_ERR_ARGUMENT;
+	}
+	if (isnan(max_norm))
+	{
+		optim_error(errmsg, "invalid clipping norm: NaN");
+		return TST_ERR_ARGUMENT;
+	}
+	return TST_OK;
+}
+
+/*
+ * Compute the global gradient norm in double. On a non-finite result, names
+ * the first tensor whose squared sum is not finite.
+ */
+static TstStatus
+global_grad_norm(TstModel *model, double *norm, char *errmsg)
+{
+	int32_t		n_tensors = tst_model_num_tensors(model);
+	double		total = 0.0;
+
+	for (int32_t t = 0; t < n_tensors; t++)
+	{
+		const TstTensor *tensor = tst_model_tensor(model, t);
+		double		sum = 0.0;
+
+		if (tensor->grad == NULL)
+		{
+			optim_error(errmsg, "gradients of tensor \"%s\" are not allocated",
+						tensor->name);
+			return TST_ERR_ARGUMENT;
+		}
+		for (int64_t i = 0; i < tensor->size; i++)
+			sum += (double) tensor->grad[i] * (double) tensor->grad[i];
+		if (!isfinite(sum))
+		{
+			optim_error(errmsg, "gradient norm is not finite: tensor \"%s\" has a non-finite gradient",
+						tensor->name);
+			return TST_ERR_NUMERIC;
+		}
+		total += sum;
+	}
+
+	*norm = sqrt(total);
+	if (!isfinite(*norm))
+	{
+		optim_error(errmsg, "gradient norm is not finite (overflow)");
+		return TST_ERR_NUMERIC;
+	}
+	return TST_OK;
+}
+
+/* Apply one AdamW update to a tensor. m and v are its slices of the moments. */
+static void
+adamw_update(TstTensor *tensor, float *m, float *v, const TstAdamW *hparams,
+			 float grad_scale, float bias1, float bias2)
+{
+	float		lr = hparams->learning_rate;
+	float		beta1 = hparams->beta1;
+	float		beta2 = hparams->beta2;
+	float		eps = hparams->eps;
+	float		decay = tensor_is_decayed(tensor) ? hparams->weight_decay : 0.0f;
+	float	   *p = tensor->data;
+	const float *grad = tensor->grad;
+
+	for (int64_t i = 0; i < tensor->size; i++)
+	{
+		float		g = grad[i] * grad_scale;
+		float		m_hat;
+		float		v_hat;
+
+		m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+		v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+		m_hat = m[i] / bias1;
+		v_hat = v[i] / bias2;
+		p[i] -= lr * (m_hat / (sqrtf(v_hat) + eps) + decay * p[i]);
+	}
+}
+
+TstStatus
+tst_optimizer_step(TstOptimizer *optimizer, const TstAdamW *hparams,
+				   float max_norm, float *grad_norm, char *errmsg)
+{
+	TstStatus	status;
+	double		norm;
+	float		grad_scale = 1.0f;
+	float		bias1;
+	float		bias2;
+	int32_t		n_tensors;
+	int64_t		offset = 0;
+
+	if (optimizer == NULL)
+	{
+		optim_error(errmsg, "optimizer is NULL");
+		return TST_ERR_ARGUMENT;
+	}
+	status = check_hparams(hparams, max_norm, errmsg);
+	if (status != TST_OK)
+		return status;
+
+	status = global_grad_norm(optimizer->model, &norm, errmsg);
+	if (grad_norm != NULL)
+		*grad_norm = (status == TST_OK) ? (float) norm : NAN;
+	if (status != TST_OK)
+		return status;
+
+	if (max_norm > 0.0f && norm > (double) max_norm)
+		grad_scale = (float) ((double) max_norm / norm);
+
+	optimizer->step++;
+	bias1 = (float) (1.0 - pow((double) hparams->beta1, (double) optimizer->step));
+	bias2 = (float) (1.0 - pow((double) hparams->beta2, (double) optimizer->step));
+
+	n_tensors = tst_model_num_tensors(optimizer->model);
+	for (int32_t t = 0; t < n_tensors; t++)
+	{
+		TstTensor  *tensor = tst_model_tensor(optimizer->model, t);
+
+		adamw_update(tensor, optimizer->m + offset, optimizer->v + offset,
+					 hparams, grad_scale, bias1, bias2);
+		offset += tensor->size;
+	}
+	return TST_OK;
+}
