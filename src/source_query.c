@@ -1,0 +1,113 @@
+/*
+ * source_query.c
+ *		Build the query that reads (series, ts, value) rows from a source.
+ *
+ * A source is either a SELECT (or WITH, VALUES, TABLE) statement, which is
+ * wrapped as a subquery, or the name of a table or view, which is looked up
+ * in the catalog and quoted again, so that a name can never inject SQL.
+ * Column names are always quoted as identifiers.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/namespace.h"
+#include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
+#include "storage/lockdefs.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/varlena.h"
+
+#include "source_query.h"
+
+/* True when text starts (after blanks and parentheses) with a query keyword. */
+static bool
+is_query_text(const char *source)
+{
+	static const char *const keywords[] = {"select", "with", "values", "table"};
+	const char *p = source;
+
+	while (*p && (isspace((unsigned char) *p) || *p == '('))
+		p++;
+	for (int i = 0; i < (int) lengthof(keywords); i++)
+	{
+		size_t		len = strlen(keywords[i]);
+
+		if (pg_strncasecmp(p, keywords[i], len) == 0 &&
+			!isalnum((unsigned char) p[len]) && p[len] != '_')
+			return true;
+	}
+	return false;
+}
+
+/* The FROM item for a source: "(query) AS tst_source" or a quoted relation. */
+static char *
+source_from_item(const char *source)
+{
+	List	   *names;
+	RangeVar   *rv;
+	Oid			relid;
+
+	if (source[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not be empty"),
+				 errhint("Pass a table or view name, or a SELECT statement.")));
+
+	if (is_query_text(source))
+	{
+		char	   *query = pstrdup(source);
+		size_t		len = strlen(query);
+
+		/* A trailing semicolon is harmless at the prompt, so accept it here. */
+		while (len > 0 && (isspace((unsigned char) query[len - 1]) || query[len - 1] == ';'))
+			query[--len] = '\0';
+		return psprintf("(%s) AS tst_source", query);
+	}
+
+	names = stringToQualifiedNameList(source);
+	rv = makeRangeVarFromNameList(names);
+	relid = RangeVarGetRelid(rv, AccessShareLock, false);
+	return psprintf("%s AS tst_source",
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid)));
+}
+
+static void
+check_column_name(const char *what, const char *name)
+{
+	if (name == NULL || name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be %s", what, name == NULL ? "NULL" : "empty"),
+				 errhint("Pass the name of a column of the source.")));
+}
+
+char *
+tst_source_series_query(const char *source, const char *time_column,
+						const char *value_column, const char *series_column)
+{
+	StringInfoData buf;
+	char	   *from_item;
+
+	check_column_name("time_column", time_column);
+	check_column_name("value_column", value_column);
+	if (series_column != NULL)
+		check_column_name("series_column", series_column);
+	from_item = source_from_item(source);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT %s, "
+					 "tst.series_agg(tst_source.%s::pg_catalog.timestamptz, tst_source.%s::pg_catalog.float8), "
+					 "pg_catalog.count(tst_source.%s) FROM %s",
+					 series_column ? psprintf("tst_source.%s::pg_catalog.text",
+											  quote_identifier(series_column))
+					 : "NULL::pg_catalog.text",
+					 quote_identifier(time_column), quote_identifier(value_column),
+					 quote_identifier(value_column), from_item);
+	if (series_column != NULL)
+		appendStringInfoString(&buf, " GROUP BY 1 ORDER BY 1");
+	return buf.data;
+}
