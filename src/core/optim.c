@@ -7,12 +7,12 @@
  * all tensors, then v for all tensors. Each step
  *
  *   1. sums the squares of every gradient in double and takes the square
- *      root, giving the global norm; a non-finite norm stops the step before
+ *      root, giving the global norm. A non-finite norm stops the step before
  *      anything changes, so a NaN gradient never reaches the parameters or
- *      the moments;
+ *      the moments.
  *   2. scales every gradient by max_norm / norm when the norm exceeds
- *      max_norm (the gradients themselves are left unchanged; the scale is
- *      applied as they are read);
+ *      max_norm. The scale is applied as the gradients are read, so the
+ *      gradient buffers stay unchanged.
  *   3. updates the moments and the parameters with bias correction:
  *        m = beta1 m + (1 - beta1) g
  *        v = beta2 v + (1 - beta2) g^2
@@ -178,8 +178,8 @@ check_hparams(const TstAdamW *hparams, float max_norm, char *errmsg)
 }
 
 /*
- * Compute the global gradient norm in double. On a non-finite result, names
- * the first tensor whose squared sum is not finite.
+ * Compute the global gradient norm in double. A non-finite result returns
+ * TST_ERR_NUMERIC with a message naming the first tensor at fault.
  */
 static TstStatus
 global_grad_norm(TstModel *model, double *norm, char *errmsg)

@@ -4,7 +4,8 @@
  *		early stopping.
  *
  * A window is L context steps followed by H target steps of one series and
- * is stored as a (series, offset) pair, so the loop never copies the data.
+ * is stored as a (series, offset) pair, so the loop keeps no copy of the
+ * series.
  * The last v = max(H, round(validation_fraction * n)) points of a series of
  * n points are held out: training windows have every target before n - v,
  * validation windows have every target at or after n - v, and their context
@@ -13,15 +14,16 @@
  *
  * Every epoch shuffles the training windows (Fisher-Yates) and walks them in
  * mini-batches. A batch normalizes each context with its own mean and scale,
- * normalizes the targets with the same statistics, and takes one AdamW step
- * at the scheduled learning rate: a linear warm-up, then a cosine down to
- * 10% of the base rate at the last step. After each epoch the validation
- * loss, without dropout, decides early stopping, and the parameters of the
- * best epoch are copied aside and restored at the end.
+ * and its targets with the same statistics. Each batch takes one AdamW step
+ * at the scheduled learning rate, which rises linearly during warm-up and
+ * then follows a cosine down to 10% of the base rate at the last step.
+ * After each epoch the validation loss, without dropout, decides early
+ * stopping. The parameters of the best epoch are copied aside and restored
+ * at the end.
  *
  * check_interrupt may longjmp out of the loop (PostgreSQL's
- * CHECK_FOR_INTERRUPTS), so all memory of the loop comes from the allocator
- * in the options and nothing else is held across a batch.
+ * CHECK_FOR_INTERRUPTS), so every block the loop allocates comes from the
+ * allocator in the options, and a memory context reset releases them all.
  *
  * Two generators derived from the seed draw the shuffles and the dropout
  * masks, so the same seed, data and options give the same parameters bit for
@@ -54,7 +56,7 @@ typedef struct TrainWindow
 	int32_t		offset;
 } TrainWindow;
 
-/* Everything the loop allocates, and the inputs it reads. */
+/* State of one tst_train call: its inputs and everything it allocates. */
 typedef struct TrainState
 {
 	TstModel   *model;
@@ -123,10 +125,10 @@ tst_train_options_default(TstTrainOptions *options)
 }
 
 /*
- * Compute the learning rate of 0-based step out of total_steps: linear
- * warm-up over the first round(warmup_fraction * total_steps) steps, reaching
- * base_rate at the last warm-up step, then a cosine from base_rate at the
- * first step after warm-up to 10% of base_rate at the last step.
+ * Compute the learning rate of a 0-based step out of total_steps. The first
+ * round(warmup_fraction * total_steps) steps rise linearly and reach
+ * base_rate at the last warm-up step. The remaining steps follow a cosine
+ * from base_rate down to 10% of base_rate at the last step.
  */
 double
 tst_train_learning_rate(double base_rate, double warmup_fraction,
@@ -271,7 +273,7 @@ check_data(const TstSeriesSet *data, char *errmsg)
 	return TST_OK;
 }
 
-/* Points v held out for validation at the end of a series of n points. */
+/* Return the number v of points held out at the end of a series of n points. */
 static int64_t
 holdout_length(int64_t n, int32_t horizon, double validation_fraction)
 {
@@ -420,7 +422,10 @@ enumerate_windows(TrainState *state, char *errmsg)
 		report_no_training_windows(state, errmsg);
 		return TST_ERR_NO_DATA;
 	}
-	/* Unreachable while a training window implies a validation window. */
+	/*
+	 * A series with a training window also has a validation window, so this
+	 * only guards against a later change of the split.
+	 */
 	if (fraction > 0.0 && n_valid == 0)
 	{
 		train_error(errmsg,
@@ -509,7 +514,7 @@ fill_batch(TrainState *state, const TrainWindow *windows, int32_t count)
 	}
 }
 
-/* Run check_interrupt; true means the caller asked to cancel. */
+/* Run check_interrupt and return true when the caller requests cancellation. */
 static bool
 interrupt_requested(const TrainState *state)
 {
@@ -519,7 +524,7 @@ interrupt_requested(const TrainState *state)
 		callbacks->check_interrupt(callbacks->ctx);
 }
 
-/* Mean pinball loss over all validation windows, without dropout. */
+/* Compute the mean pinball loss over all validation windows, without dropout. */
 static TstStatus
 validation_loss(TrainState *state, int32_t epoch, double *loss_out, char *errmsg)
 {
@@ -712,8 +717,8 @@ report_epoch(const TrainState *state, int32_t epoch, double train_loss,
 
 /*
  * Run the epochs with early stopping and restore the best epoch. Fills the
- * result's epoch counters and history; the validation loss is NaN in the
- * history and in the callback when there is no validation.
+ * result's epoch counters and history. Without validation, the history and
+ * the callback report a validation loss of NaN.
  */
 static TstStatus
 run_epochs(TrainState *state, TstTrainResult *result, char *errmsg)
