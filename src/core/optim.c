@@ -38,6 +38,9 @@ struct TstOptimizer
 	float	   *v;				/* (n_params,) second moments */
 };
 
+static void optim_error(char *errmsg, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
+/* Format a message into errmsg (TST_ERRMSG_LEN bytes) unless it is NULL. */
 static void
 optim_error(char *errmsg, const char *fmt,...)
 {

@@ -87,6 +87,9 @@ typedef struct TrainState
 double		tst_train_learning_rate(double base_rate, double warmup_fraction,
 									int64_t step, int64_t total_steps);
 
+static void train_error(char *errmsg, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
+/* Format a message into errmsg (TST_ERRMSG_LEN bytes) unless it is NULL. */
 static void
 train_error(char *errmsg, const char *fmt,...)
 {
