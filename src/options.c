@@ -261,7 +261,7 @@ parse_object(Jsonb *json, const ParseTarget *target, FieldOwner max_owner)
 	if (!JB_ROOT_IS_OBJECT(json) || JB_ROOT_IS_SCALAR(json))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a JSON object", target->train ? "options" : target->label),
+				 errmsg("options must be a JSON object"),
 				 errhint("For example: '{\"epochs\": 20, \"context\": 96}'.")));
 
 	it = JsonbIteratorInit(&json->root);
@@ -380,6 +380,11 @@ tst_config_from_jsonb(Jsonb *json, TstConfig *config, const char *model_label)
 	uint64		seen;
 
 	tst_config_default(config);
+	if (!JB_ROOT_IS_OBJECT(json) || JB_ROOT_IS_SCALAR(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model \"%s\" config is not a JSON object", model_label),
+				 errdetail("A stored configuration is an object with one field per model setting.")));
 	seen = parse_object(json, &target, OWNER_MODEL);
 	for (int i = 0; i < (int) N_FIELDS; i++)
 		if (fields[i].owner == OWNER_MODEL && !(seen & (UINT64CONST(1) << i)))

@@ -63,7 +63,7 @@ CREATE FUNCTION tst.forecast_table(
 RETURNS TABLE(series text, step integer, ts timestamptz, forecast float8,
               lower_bound float8, upper_bound float8)
 AS 'MODULE_PATHNAME', 'forecast_table'
-LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL RESTRICTED ROWS 1000;
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL RESTRICTED ROWS 1000;
 
 COMMENT ON FUNCTION tst.forecast_table(text, text, text, text, text, integer, float8) IS
 'forecast every series of a table, view or SELECT in one call';
