@@ -312,12 +312,14 @@ train(PG_FUNCTION_ARGS)
 		tst_apply_blas_threads();
 		status = tst_train(model, &set, &train_options, &callbacks, result, errmsg_buf);
 	}
+	if (status == TST_ERR_NO_DATA)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", errmsg_buf),
+				 errdetail("Every training window needs context + horizon consecutive steps, and the last part of each series is held out for validation."),
+				 errhint("Use longer series, a smaller context or horizon, or validation_fraction 0.")));
 	if (status != TST_OK)
-		tst_report_status(status, errmsg_buf,
-						  status == TST_ERR_NO_DATA
-						  ? psprintf("The source has %d usable series; a series needs at least context + horizon = %d steps, plus its held-out part.",
-									 data.n_series, config.context + config.horizon)
-						  : NULL);
+		tst_report_status(status, errmsg_buf, NULL);
 	MemoryContextSwitchTo(old);
 
 	version = tst_store_model(name, model, build_metrics(&data, &train_options, result));

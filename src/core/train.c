@@ -383,18 +383,16 @@ report_no_training_windows(const TrainState *state, char *errmsg)
 
 	if (fraction > 0.0)
 		train_error(errmsg,
-					"series too short to train: at least %lld points are needed "
-					"(context %d + horizon %d + validation %lld), but the longest series has %lld. "
-					"Use longer series or set validation_fraction to 0",
-					(long long) needed, state->context, state->horizon,
-					(long long) (needed - state->context - state->horizon),
-					(long long) longest);
+					"series too short to train: the longest has %lld points, "
+					"%lld needed (context %d + horizon %d + validation %lld)",
+					(long long) longest, (long long) needed, state->context,
+					state->horizon, (long long) (needed - state->context - state->horizon));
 	else
 		train_error(errmsg,
-					"series too short to train: at least %lld points are needed "
-					"(context %d + horizon %d), but the longest series has %lld",
-					(long long) needed, state->context, state->horizon,
-					(long long) longest);
+					"series too short to train: the longest has %lld points, "
+					"%lld needed (context %d + horizon %d)",
+					(long long) longest, (long long) needed, state->context,
+					state->horizon);
 }
 
 /* Count, allocate and list the training and validation windows. */
