@@ -19,6 +19,37 @@
 
 #define LAYERNORM_EPS 1e-5f
 
+/* Columns per block of the double accumulators in the row reductions. */
+#define REDUCE_BLOCK 256
+
+/*
+ * sums (C) += column sums of x (R, C), accumulated in double: a bias
+ * gradient sums many rows that often cancel, and a float running sum would
+ * leave rounding noise where the exact sum is zero.
+ */
+static void
+sum_rows(float *sums, const float *x, int rows, int C)
+{
+	double		acc[REDUCE_BLOCK];
+
+	for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
+	{
+		int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
+
+		for (int c = 0; c < width; c++)
+			acc[c] = 0.0;
+		for (int r = 0; r < rows; r++)
+		{
+			const float *row = x + (size_t) r * C + c0;
+
+			for (int c = 0; c < width; c++)
+				acc[c] += row[c];
+		}
+		for (int c = 0; c < width; c++)
+			sums[c0 + c] += (float) acc[c];
+	}
+}
+
 void
 linear_forward(float *out, const float *inp, const float *weight,
 			   const float *bias, int rows, int in, int out_dim)
@@ -66,15 +97,7 @@ linear_backward(float *dinp, float *dweight, float *dbias,
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in, rows,
 				1.0f, dout, out_dim, inp, in, 1.0f, dweight, in);
 	if (dbias != NULL)
-	{
-		for (int r = 0; r < rows; r++)
-		{
-			const float *g = dout + (size_t) r * out_dim;
-
-			for (int o = 0; o < out_dim; o++)
-				dbias[o] += g[o];
-		}
-	}
+		sum_rows(dbias, dout, rows, out_dim);
 }
 
 void
@@ -157,6 +180,40 @@ layernorm_backward(float *dinp, float *dweight, float *dbias,
 				   const float *dout, const float *inp, const float *weight,
 				   const float *mean, const float *rstd, int rows, int C)
 {
+	double		dw_acc[REDUCE_BLOCK];
+	double		db_acc[REDUCE_BLOCK];
+
+	/* Parameter gradients: column sums over rows, in double like sum_rows. */
+	for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
+	{
+		int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
+
+		for (int c = 0; c < width; c++)
+		{
+			dw_acc[c] = 0.0;
+			db_acc[c] = 0.0;
+		}
+		for (int r = 0; r < rows; r++)
+		{
+			const float *x = inp + (size_t) r * C + c0;
+			const float *g = dout + (size_t) r * C + c0;
+			float		m = mean[r];
+			float		s = rstd[r];
+
+			for (int c = 0; c < width; c++)
+			{
+				db_acc[c] += g[c];
+				dw_acc[c] += g[c] * ((x[c] - m) * s);
+			}
+		}
+		for (int c = 0; c < width; c++)
+		{
+			dweight[c0 + c] += (float) dw_acc[c];
+			dbias[c0 + c] += (float) db_acc[c];
+		}
+	}
+
+	/* Input gradient, row by row. */
 	for (int r = 0; r < rows; r++)
 	{
 		const float *x = inp + (size_t) r * C;
@@ -169,13 +226,10 @@ layernorm_backward(float *dinp, float *dweight, float *dbias,
 
 		for (int c = 0; c < C; c++)
 		{
-			float		xhat = (x[c] - m) * s;
 			float		gw = g[c] * weight[c];
 
 			g_mean += gw;
-			gx_mean += gw * xhat;
-			dbias[c] += g[c];
-			dweight[c] += g[c] * xhat;
+			gx_mean += gw * ((x[c] - m) * s);
 		}
 		g_mean /= (float) C;
 		gx_mean /= (float) C;
