@@ -5,8 +5,8 @@
  * One function per layer and direction. Arguments come in the order outputs,
  * inputs, weights, sizes. Forward kernels overwrite their outputs; backward
  * kernels add into their gradient outputs, which the caller zeroes first.
- * Shapes use the size letters of tst_core.h; "R" is any number of rows,
- * usually B*N, "I" and "O" are the input and output widths of a linear layer.
+ * Shapes use the size letters of tst_core.h. R is any number of rows, usually
+ * B*N, and I and O are the input and output widths of a linear layer.
  * All tensors are contiguous and row-major. Kernels check nothing: the model
  * validates sizes before calling them.
  */
@@ -68,7 +68,7 @@ void		gelu_forward(float *out, const float *inp, size_t n);
 void		gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 
 /*
- * Sparse causal multi-head attention. qkv (B, N, 3D) holds q, k, v in columns
+ * Sparse causal multi-head attention. qkv (B, N, 3D) contains q, k, v in columns
  * [0, D), [D, 2D), [2D, 3D); out (B, N, D) gets the heads concatenated;
  * probs (B, NH, nnz) keeps the softmax over each pattern row for backward.
  */

@@ -27,9 +27,17 @@ TEST(defaults_are_valid)
 
 	tst_config_default(&c);
 	CHECK(tst_config_validate(&c, errmsg) == TST_OK);
-	CHECK(c.context == 96 && c.horizon == 24 && c.patch_len == 16 && c.patch_stride == 8);
-	CHECK(c.d_model == 64 && c.n_heads == 4 && c.n_layers == 2 && c.d_ff == 128);
-	CHECK(c.attention == TST_ATTENTION_LOCAL && c.window == 8 && c.n_quantiles == 5);
+	CHECK(c.context == 96);
+	CHECK(c.horizon == 24);
+	CHECK(c.patch_len == 16);
+	CHECK(c.patch_stride == 8);
+	CHECK(c.d_model == 64);
+	CHECK(c.n_heads == 4);
+	CHECK(c.n_layers == 2);
+	CHECK(c.d_ff == 128);
+	CHECK(c.attention == TST_ATTENTION_LOCAL);
+	CHECK(c.window == 8);
+	CHECK(c.n_quantiles == 5);
 	CHECK_CLOSE(c.dropout, 0.1, 1e-7);
 	CHECK_CLOSE(c.quantiles[0], 0.025, 1e-7);
 	CHECK_CLOSE(c.quantiles[4], 0.975, 1e-7);
@@ -64,37 +72,58 @@ TEST(d_model_multiple_of_heads)
 TEST(field_ranges_rejected)
 {
 	VALIDATE_WITH(c->context = 0);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "context 0") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "context 0") != NULL);
+
 	VALIDATE_WITH(c->context = 100001);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->horizon = 0);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "horizon") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "horizon") != NULL);
+
 	VALIDATE_WITH(c->horizon = 10001);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->patch_len = 97);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "patch_len 97") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "patch_len 97") != NULL);
+
 	VALIDATE_WITH(c->patch_stride = 17);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "patch_stride 17") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "patch_stride 17") != NULL);
+
 	VALIDATE_WITH(c->patch_stride = 0);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->d_model = 4097);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->n_heads = 0);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH((c->d_model = 4, c->n_heads = 8));
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "n_heads 8") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "n_heads 8") != NULL);
+
 	VALIDATE_WITH(c->n_layers = 65);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->d_ff = 0);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->window = 0);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->n_quantiles = 0);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->n_quantiles = 33);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH(c->attention = (TstAttentionKind) 3);
 	CHECK(last_status == TST_ERR_CONFIG);
+
 	VALIDATE_WITH((c->context = 1, c->patch_len = 1, c->patch_stride = 1));
 	CHECK(last_status == TST_OK);
 }
@@ -102,7 +131,8 @@ TEST(field_ranges_rejected)
 TEST(dropout_rejects_nan_and_one)
 {
 	VALIDATE_WITH(c->dropout = NAN);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "dropout") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "dropout") != NULL);
 	VALIDATE_WITH(c->dropout = 1.0f);
 	CHECK(last_status == TST_ERR_CONFIG);
 	VALIDATE_WITH(c->dropout = -0.1f);
@@ -116,7 +146,8 @@ TEST(dropout_rejects_nan_and_one)
 TEST(quantiles_must_increase_in_unit_interval)
 {
 	VALIDATE_WITH(c->quantiles[2] = 0.05f);
-	CHECK(last_status == TST_ERR_CONFIG && strstr(last_message, "increasing") != NULL);
+	CHECK(last_status == TST_ERR_CONFIG);
+	CHECK(strstr(last_message, "increasing") != NULL);
 	VALIDATE_WITH(c->quantiles[3] = c->quantiles[2]);
 	CHECK(last_status == TST_ERR_CONFIG);
 	VALIDATE_WITH(c->quantiles[0] = 0.0f);

@@ -7,7 +7,7 @@
  * Gradient checks use the objective J = sum(r * out) for a fixed random r,
  * computed in double from float outputs, so that d J / d out = r feeds the
  * backward kernel. Central differences with step 1e-2 on float inputs keep
- * rounding noise near 1e-5 relative; the tolerance is 5e-3 relative in the
+ * rounding noise near 1e-5 relative. The tolerance is 5e-3 relative, in the
  * 2-norm over the whole gradient.
  */
 #include <stdlib.h>
@@ -576,13 +576,16 @@ TEST(dropout_mask_and_backward)
 		}
 	}
 	/* 5000 expected drops; the standard deviation is about 61. */
-	CHECK(dropped > 4700 && dropped < 5300);
+	CHECK(dropped > 4700);
+	CHECK(dropped < 5300);
 	dropout_backward(dx, x, mask, n);
 	CHECK(dx[n - 1] == x[n - 1] * mask[n - 1]);
 
 	/* p = 0 keeps everything at scale 1. */
 	dropout_forward(y, mask, x, 0.0f, n, &rng);
-	CHECK(mask[0] == 1.0f && mask[n - 1] == 1.0f && y[5] == x[5]);
+	CHECK(mask[0] == 1.0f);
+	CHECK(mask[n - 1] == 1.0f);
+	CHECK(y[5] == x[5]);
 	free(x);
 	free(y);
 	free(mask);
@@ -595,9 +598,11 @@ TEST(residual_forward_and_backward)
 	float		da[3] = {0}, db[3] = {1, 1, 1}, g[] = {0.5f, -1, 2};
 
 	residual_forward(out, a, b, 3);
-	CHECK(out[0] == 11 && out[2] == 33);
+	CHECK(out[0] == 11);
+	CHECK(out[2] == 33);
 	residual_backward(da, db, g, 3);
-	CHECK(da[1] == -1 && db[2] == 3);
+	CHECK(da[1] == -1);
+	CHECK(db[2] == 3);
 }
 
 int

@@ -5,9 +5,9 @@
  *
  * The model gradient check perturbs every parameter of a tiny model by
  * +-FD_STEP and recomputes the mean pinball loss in double from the float
- * predictions. The loss has kinks where a prediction equals its target, so
- * a parameter whose perturbation moves any prediction across its target is
- * skipped; the check still requires that most parameters are compared.
+ * predictions. The loss has kinks where a prediction equals its target, so a
+ * parameter is skipped when its perturbation moves any prediction across its
+ * target. The check fails when more than a sixth of them are skipped.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -284,7 +284,8 @@ TEST(tensor_table_order_and_shapes)
 	}
 	CHECK(tst_model_num_tensors(model) == 3 + 12 * 2 + 4);
 	CHECK(strcmp(tst_model_tensor(model, 0)->name, "patch.weight") == 0);
-	CHECK(tst_model_tensor(model, 0)->shape[0] == D && tst_model_tensor(model, 0)->shape[1] == P);
+	CHECK(tst_model_tensor(model, 0)->shape[0] == D);
+	CHECK(tst_model_tensor(model, 0)->shape[1] == P);
 	CHECK(strcmp(tst_model_tensor(model, 2)->name, "pos") == 0);
 	CHECK(tst_model_tensor(model, 2)->shape[0] == N);
 	for (int l = 0; l < 2; l++)
@@ -295,11 +296,14 @@ TEST(tensor_table_order_and_shapes)
 			snprintf(name, sizeof(name), "blocks.%d.%s", l, block_names[j]);
 			CHECK(strcmp(tst_model_tensor(model, 3 + 12 * l + j)->name, name) == 0);
 		}
-	CHECK(tst_model_tensor(model, 5)->shape[0] == 3 * D && tst_model_tensor(model, 5)->shape[1] == D);
-	CHECK(tst_model_tensor(model, 5)->ndim == 2 && tst_model_tensor(model, 6)->ndim == 1);
+	CHECK(tst_model_tensor(model, 5)->shape[0] == 3 * D);
+	CHECK(tst_model_tensor(model, 5)->shape[1] == D);
+	CHECK(tst_model_tensor(model, 5)->ndim == 2);
+	CHECK(tst_model_tensor(model, 6)->ndim == 1);
 	CHECK(strcmp(tst_model_tensor(model, 27)->name, "ln_f.weight") == 0);
 	CHECK(strcmp(tst_model_tensor(model, 29)->name, "head.weight") == 0);
-	CHECK(tst_model_tensor(model, 29)->shape[0] == HQ && tst_model_tensor(model, 29)->shape[1] == N * D);
+	CHECK(tst_model_tensor(model, 29)->shape[0] == HQ);
+	CHECK(tst_model_tensor(model, 29)->shape[1] == N * D);
 	CHECK(strcmp(tst_model_tensor(model, 30)->name, "head.bias") == 0);
 	CHECK(tst_model_tensor(model, 31) == NULL);
 	CHECK(tst_model_tensor(model, -1) == NULL);
@@ -374,12 +378,14 @@ TEST(normalize_constant_and_zero_windows)
 	double		mean, scale;
 
 	tst_normalize_window(x, 5, xn, &mean, &scale);
-	CHECK(mean == 3.5 && scale == 1.0);
+	CHECK(mean == 3.5);
+	CHECK(scale == 1.0);
 	for (int i = 0; i < 5; i++)
 		CHECK(xn[i] == 0.0f);
 
 	tst_normalize_window(zeros, 4, xn, &mean, &scale);
-	CHECK(mean == 0.0 && scale == 1.0);
+	CHECK(mean == 0.0);
+	CHECK(scale == 1.0);
 	for (int i = 0; i < 4; i++)
 		CHECK(xn[i] == 0.0f);
 
@@ -428,7 +434,7 @@ TEST(normalize_large_level_small_spread)
 	tst_normalize_window(x, LEN, xn, &mean, &scale);
 	CHECK(fabs(mean - (double) ref_mean) <= 1e-15 * 1e7 * 8);
 	CHECK_CLOSE(scale / (double) ref_sd, 1.0, 1e-7);
-	/* The spread is about 3e-3, far above 1e-10 * 1e7 = 1e-3? It is not: check the rule. */
+	/* The standard deviation, about 2.9e-3, is above 1e-10 * 1e7, so the window is scaled. */
 	CHECK(scale != 1.0);
 	for (int i = 0; i < LEN; i++)
 		if (fabs(xn[i] - (double) ((x[i] - ref_mean) / ref_sd)) > 1e-5)

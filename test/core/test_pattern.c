@@ -146,7 +146,8 @@ TEST(dense_too_large_fails_cleanly)
 	/* 100000 tokens: 5e9 pairs, 20 GB of keys. */
 	CHECK(tst_pattern_build(&p, TST_ATTENTION_DENSE, 8, 100000, &counting_allocator, errmsg) == TST_ERR_TOO_LARGE);
 	CHECK(live_allocations == 0);
-	CHECK(p.rowptr == NULL && p.cols == NULL);
+	CHECK(p.rowptr == NULL);
+	CHECK(p.cols == NULL);
 	CHECK(errmsg[0] != '\0');
 	printf("    message: %s\n", errmsg);
 
@@ -201,7 +202,8 @@ TEST(attention_names_round_trip)
 		CHECK(tst_attention_parse(tst_attention_name((TstAttentionKind) k), &kind));
 		CHECK((int) kind == k);
 	}
-	CHECK(tst_attention_parse("LogSparse", &kind) && kind == TST_ATTENTION_LOGSPARSE);
+	CHECK(tst_attention_parse("LogSparse", &kind));
+	CHECK(kind == TST_ATTENTION_LOGSPARSE);
 	CHECK(!tst_attention_parse("loc", &kind));
 	CHECK(!tst_attention_parse("locally", &kind));
 	CHECK(!tst_attention_parse("", &kind));
