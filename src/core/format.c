@@ -13,6 +13,7 @@
  * valid does the second pass copy the values, so a failed load leaves the
  * model unchanged and needs no scratch memory.
  */
+#include "kernels.h"
 #include "tst_core.h"
 
 #include <ctype.h>
@@ -36,18 +37,6 @@ typedef struct BlobReader
 	size_t		len;
 	size_t		pos;
 } BlobReader;
-
-static void
-set_error(char *errmsg, const char *fmt,...)
-{
-	va_list		args;
-
-	if (errmsg == NULL)
-		return;
-	va_start(args, fmt);
-	vsnprintf(errmsg, TST_ERRMSG_LEN, fmt, args);
-	va_end(args);
-}
 
 static uint8_t *
 put_u8(uint8_t *p, uint8_t value)
@@ -239,14 +228,14 @@ check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
 
 	if (reader->len < HEADER_BYTES)
 	{
-		set_error(errmsg, "weights blob is %zu bytes, shorter than the %d-byte header",
+		tst_set_error(errmsg, "weights blob is %zu bytes, shorter than the %d-byte header",
 				  reader->len, HEADER_BYTES);
 		return TST_ERR_FORMAT;
 	}
 	read_bytes(reader, 4, &magic);
 	if (memcmp(magic, TST_FORMAT_MAGIC, 4) != 0)
 	{
-		set_error(errmsg, "invalid magic bytes %02x %02x %02x %02x, expected \"%s\"",
+		tst_set_error(errmsg, "invalid magic bytes %02x %02x %02x %02x, expected \"%s\"",
 				  magic[0], magic[1], magic[2], magic[3], TST_FORMAT_MAGIC);
 		return TST_ERR_FORMAT;
 	}
@@ -254,7 +243,7 @@ check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
 	read_u32(reader, &version);
 	if (version != TST_FORMAT_VERSION)
 	{
-		set_error(errmsg, "unsupported weights format version %u, expected version %d",
+		tst_set_error(errmsg, "unsupported weights format version %u, expected version %d",
 				  version, TST_FORMAT_VERSION);
 		return TST_ERR_FORMAT;
 	}
@@ -262,13 +251,13 @@ check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
 	read_u32(reader, &marker);
 	if (marker == BYTE_ORDER_MARKER_SWAPPED)
 	{
-		set_error(errmsg, "weights blob was written big-endian (byte-order marker 0x%08x), only little-endian is supported",
+		tst_set_error(errmsg, "weights blob was written big-endian (byte-order marker 0x%08x), only little-endian is supported",
 				  marker);
 		return TST_ERR_FORMAT;
 	}
 	if (marker != BYTE_ORDER_MARKER)
 	{
-		set_error(errmsg, "invalid byte-order marker 0x%08x, expected 0x%08x",
+		tst_set_error(errmsg, "invalid byte-order marker 0x%08x, expected 0x%08x",
 				  marker, BYTE_ORDER_MARKER);
 		return TST_ERR_FORMAT;
 	}
@@ -276,7 +265,7 @@ check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
 	read_u32(reader, &count);
 	if (count != (uint32_t) expected_count)
 	{
-		set_error(errmsg, "weights blob has %u tensors, expected %d",
+		tst_set_error(errmsg, "weights blob has %u tensors, expected %d",
 				  count, expected_count);
 		return TST_ERR_FORMAT;
 	}
@@ -287,7 +276,7 @@ static TstStatus
 truncated(const BlobReader *reader, int32_t index, const char *name,
 		  const char *part, char *errmsg)
 {
-	set_error(errmsg, "weights blob ends at byte %zu, inside the %s of tensor %d (\"%s\")",
+	tst_set_error(errmsg, "weights blob ends at byte %zu, inside the %s of tensor %d (\"%s\")",
 			  reader->len, part, index, name);
 	return TST_ERR_FORMAT;
 }
@@ -318,7 +307,7 @@ check_record(BlobReader *reader, int32_t index, const TstTensor *tensor,
 		memcmp(name, tensor->name, name_length) != 0)
 	{
 		printable_name(name, name_length, printed);
-		set_error(errmsg, "tensor %d is named \"%s\", expected \"%s\"",
+		tst_set_error(errmsg, "tensor %d is named \"%s\", expected \"%s\"",
 				  index, printed, tensor->name);
 		return TST_ERR_FORMAT;
 	}
@@ -327,7 +316,7 @@ check_record(BlobReader *reader, int32_t index, const TstTensor *tensor,
 		return truncated(reader, index, tensor->name, "dimension count", errmsg);
 	if (ndim != tensor->ndim)
 	{
-		set_error(errmsg, "tensor %d (\"%s\") has ndim %u, expected %d",
+		tst_set_error(errmsg, "tensor %d (\"%s\") has ndim %u, expected %d",
 				  index, tensor->name, ndim, tensor->ndim);
 		return TST_ERR_FORMAT;
 	}
@@ -341,10 +330,10 @@ check_record(BlobReader *reader, int32_t index, const TstTensor *tensor,
 		if (dims[d] != (uint32_t) tensor->shape[d])
 		{
 			if (tensor->ndim == 1)
-				set_error(errmsg, "tensor %d (\"%s\") has shape (%u), expected (%d)",
+				tst_set_error(errmsg, "tensor %d (\"%s\") has shape (%u), expected (%d)",
 						  index, tensor->name, dims[0], tensor->shape[0]);
 			else
-				set_error(errmsg, "tensor %d (\"%s\") has shape (%u, %u), expected (%d, %d)",
+				tst_set_error(errmsg, "tensor %d (\"%s\") has shape (%u, %u), expected (%d, %d)",
 						  index, tensor->name, dims[0], dims[1],
 						  tensor->shape[0], tensor->shape[1]);
 			return TST_ERR_FORMAT;
@@ -361,7 +350,7 @@ check_record(BlobReader *reader, int32_t index, const TstTensor *tensor,
 
 		if (!isfinite(value))
 		{
-			set_error(errmsg, "tensor %d (\"%s\") element %lld is %s, expected a finite value",
+			tst_set_error(errmsg, "tensor %d (\"%s\") element %lld is %s, expected a finite value",
 					  index, tensor->name, (long long) k,
 					  isnan(value) ? "nan" : "infinite");
 			return TST_ERR_FORMAT;
@@ -390,7 +379,7 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 
 	if (model == NULL || (buf == NULL && len > 0))
 	{
-		set_error(errmsg, "model and weights blob must not be null");
+		tst_set_error(errmsg, "model and weights blob must not be null");
 		return TST_ERR_ARGUMENT;
 	}
 	count = tst_model_num_tensors(model);
@@ -407,7 +396,7 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 	}
 	if (reader.pos != len)
 	{
-		set_error(errmsg, "weights blob has %zu trailing bytes after the last tensor, expected a length of %zu",
+		tst_set_error(errmsg, "weights blob has %zu trailing bytes after the last tensor, expected a length of %zu",
 				  len - reader.pos, reader.pos);
 		return TST_ERR_FORMAT;
 	}

@@ -21,6 +21,7 @@
  *      where the decoupled weight decay wd applies only to 2-D tensors other
  *      than "pos" (the learned position table is not a weight matrix).
  */
+#include "kernels.h"
 #include "tst_core.h"
 
 #include <math.h>
@@ -38,20 +39,6 @@ struct TstOptimizer
 	float	   *v;				/* (n_params,) second moments */
 };
 
-static void optim_error(char *errmsg, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-
-/* Format a message into errmsg (TST_ERRMSG_LEN bytes) unless it is NULL. */
-static void
-optim_error(char *errmsg, const char *fmt,...)
-{
-	va_list		args;
-
-	if (errmsg == NULL)
-		return;
-	va_start(args, fmt);
-	vsnprintf(errmsg, TST_ERRMSG_LEN, fmt, args);
-	va_end(args);
-}
 
 /* Whether AdamW decays this tensor: 2-D weight matrices, but not "pos". */
 static bool
@@ -76,20 +63,20 @@ tst_optimizer_create(TstModel *model, const TstAllocator *allocator,
 
 	if (optimizer == NULL)
 	{
-		optim_error(errmsg, "optimizer output pointer is NULL");
+		tst_set_error(errmsg, "optimizer output pointer is NULL");
 		return TST_ERR_ARGUMENT;
 	}
 	*optimizer = NULL;
 	if (model == NULL || allocator == NULL || allocator->alloc == NULL)
 	{
-		optim_error(errmsg, "model or allocator is NULL");
+		tst_set_error(errmsg, "model or allocator is NULL");
 		return TST_ERR_ARGUMENT;
 	}
 
 	n_params = tst_model_num_params(model);
 	if (n_params < 0)
 	{
-		optim_error(errmsg, "model reports a negative parameter count");
+		tst_set_error(errmsg, "model reports a negative parameter count");
 		return TST_ERR_ARGUMENT;
 	}
 
@@ -97,7 +84,7 @@ tst_optimizer_create(TstModel *model, const TstAllocator *allocator,
 	header_bytes = (sizeof(TstOptimizer) + 15) & ~(size_t) 15;
 	if ((uint64_t) n_params > (TST_MAX_ALLOC_BYTES - header_bytes) / (2 * sizeof(float)))
 	{
-		optim_error(errmsg,
+		tst_set_error(errmsg,
 					"optimizer moments for %lld parameters exceed the %zu-byte allocation limit",
 					(long long) n_params, TST_MAX_ALLOC_BYTES);
 		return TST_ERR_TOO_LARGE;
@@ -107,7 +94,7 @@ tst_optimizer_create(TstModel *model, const TstAllocator *allocator,
 	block = allocator->alloc(allocator->ctx, bytes);
 	if (block == NULL)
 	{
-		optim_error(errmsg, "out of memory allocating %zu bytes of optimizer state", bytes);
+		tst_set_error(errmsg, "out of memory allocating %zu bytes of optimizer state", bytes);
 		return TST_ERR_NOMEM;
 	}
 
@@ -139,42 +126,42 @@ check_hparams(const TstAdamW *hparams, float max_norm, char *errmsg)
 {
 	if (hparams == NULL)
 	{
-		optim_error(errmsg, "AdamW hyperparameters are NULL");
+		tst_set_error(errmsg, "AdamW hyperparameters are NULL");
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(hparams->learning_rate) || hparams->learning_rate < 0.0f)
 	{
-		optim_error(errmsg, "invalid learning rate %g: must be finite and >= 0",
+		tst_set_error(errmsg, "invalid learning rate %g: must be finite and >= 0",
 					(double) hparams->learning_rate);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!(hparams->beta1 >= 0.0f && hparams->beta1 < 1.0f))
 	{
-		optim_error(errmsg, "invalid beta1 %g: must be in [0, 1)",
+		tst_set_error(errmsg, "invalid beta1 %g: must be in [0, 1)",
 					(double) hparams->beta1);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!(hparams->beta2 >= 0.0f && hparams->beta2 < 1.0f))
 	{
-		optim_error(errmsg, "invalid beta2 %g: must be in [0, 1)",
+		tst_set_error(errmsg, "invalid beta2 %g: must be in [0, 1)",
 					(double) hparams->beta2);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(hparams->eps) || hparams->eps <= 0.0f)
 	{
-		optim_error(errmsg, "invalid eps %g: must be finite and > 0",
+		tst_set_error(errmsg, "invalid eps %g: must be finite and > 0",
 					(double) hparams->eps);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(hparams->weight_decay) || hparams->weight_decay < 0.0f)
 	{
-		optim_error(errmsg, "invalid weight decay %g: must be finite and >= 0",
+		tst_set_error(errmsg, "invalid weight decay %g: must be finite and >= 0",
 					(double) hparams->weight_decay);
 		return TST_ERR_ARGUMENT;
 	}
 	if (isnan(max_norm))
 	{
-		optim_error(errmsg, "invalid clipping norm: NaN");
+		tst_set_error(errmsg, "invalid clipping norm: NaN");
 		return TST_ERR_ARGUMENT;
 	}
 	return TST_OK;
@@ -197,7 +184,7 @@ global_grad_norm(TstModel *model, double *norm, char *errmsg)
 
 		if (tensor->grad == NULL)
 		{
-			optim_error(errmsg, "gradients of tensor \"%s\" are not allocated",
+			tst_set_error(errmsg, "gradients of tensor \"%s\" are not allocated",
 						tensor->name);
 			return TST_ERR_ARGUMENT;
 		}
@@ -205,7 +192,7 @@ global_grad_norm(TstModel *model, double *norm, char *errmsg)
 			sum += (double) tensor->grad[i] * (double) tensor->grad[i];
 		if (!isfinite(sum))
 		{
-			optim_error(errmsg, "gradient norm is not finite: tensor \"%s\" has a non-finite gradient",
+			tst_set_error(errmsg, "gradient norm is not finite: tensor \"%s\" has a non-finite gradient",
 						tensor->name);
 			return TST_ERR_NUMERIC;
 		}
@@ -215,7 +202,7 @@ global_grad_norm(TstModel *model, double *norm, char *errmsg)
 	*norm = sqrt(total);
 	if (!isfinite(*norm))
 	{
-		optim_error(errmsg, "gradient norm is not finite (overflow)");
+		tst_set_error(errmsg, "gradient norm is not finite (overflow)");
 		return TST_ERR_NUMERIC;
 	}
 	return TST_OK;
@@ -262,7 +249,7 @@ tst_optimizer_step(TstOptimizer *optimizer, const TstAdamW *hparams,
 
 	if (optimizer == NULL)
 	{
-		optim_error(errmsg, "optimizer is NULL");
+		tst_set_error(errmsg, "optimizer is NULL");
 		return TST_ERR_ARGUMENT;
 	}
 	status = check_hparams(hparams, max_norm, errmsg);

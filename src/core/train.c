@@ -29,6 +29,7 @@
  * masks, so the same seed, data and options give the same parameters bit for
  * bit on one machine.
  */
+#include "kernels.h"
 #include "tst_core.h"
 
 #include <math.h>
@@ -87,20 +88,6 @@ typedef struct TrainState
 double		tst_train_learning_rate(double base_rate, double warmup_fraction,
 									int64_t step, int64_t total_steps);
 
-static void train_error(char *errmsg, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-
-/* Format a message into errmsg (TST_ERRMSG_LEN bytes) unless it is NULL. */
-static void
-train_error(char *errmsg, const char *fmt,...)
-{
-	va_list		args;
-
-	if (errmsg == NULL)
-		return;
-	va_start(args, fmt);
-	vsnprintf(errmsg, TST_ERRMSG_LEN, fmt, args);
-	va_end(args);
-}
 
 /*
  * Fill the options with the defaults of docs/model.md, "Training":
@@ -165,67 +152,67 @@ check_options(const TstTrainOptions *options, char *errmsg)
 {
 	if (options->epochs < 1 || options->epochs > TST_MAX_EPOCHS)
 	{
-		train_error(errmsg, "invalid epochs %d: must be between 1 and %d",
+		tst_set_error(errmsg, "invalid epochs %d: must be between 1 and %d",
 					options->epochs, TST_MAX_EPOCHS);
 		return TST_ERR_ARGUMENT;
 	}
 	if (options->batch_size < 1)
 	{
-		train_error(errmsg, "invalid batch_size %d: must be at least 1",
+		tst_set_error(errmsg, "invalid batch_size %d: must be at least 1",
 					options->batch_size);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(options->learning_rate) || options->learning_rate <= 0.0)
 	{
-		train_error(errmsg, "invalid learning_rate %g: must be finite and > 0",
+		tst_set_error(errmsg, "invalid learning_rate %g: must be finite and > 0",
 					options->learning_rate);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(options->weight_decay) || options->weight_decay < 0.0)
 	{
-		train_error(errmsg, "invalid weight_decay %g: must be finite and >= 0",
+		tst_set_error(errmsg, "invalid weight_decay %g: must be finite and >= 0",
 					options->weight_decay);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!(options->validation_fraction >= 0.0 && options->validation_fraction < 1.0))
 	{
-		train_error(errmsg, "invalid validation_fraction %g: must be in [0, 1)",
+		tst_set_error(errmsg, "invalid validation_fraction %g: must be in [0, 1)",
 					options->validation_fraction);
 		return TST_ERR_ARGUMENT;
 	}
 	if (options->patience < 1)
 	{
-		train_error(errmsg, "invalid patience %d: must be at least 1",
+		tst_set_error(errmsg, "invalid patience %d: must be at least 1",
 					options->patience);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(options->max_seconds) || options->max_seconds < 0.0)
 	{
-		train_error(errmsg, "invalid max_seconds %g: must be finite and >= 0 (0 means no limit)",
+		tst_set_error(errmsg, "invalid max_seconds %g: must be finite and >= 0 (0 means no limit)",
 					options->max_seconds);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!isfinite(options->clip_norm) || options->clip_norm < 0.0)
 	{
-		train_error(errmsg, "invalid clip_norm %g: must be finite and >= 0 (0 means no clipping)",
+		tst_set_error(errmsg, "invalid clip_norm %g: must be finite and >= 0 (0 means no clipping)",
 					options->clip_norm);
 		return TST_ERR_ARGUMENT;
 	}
 	if (!(options->warmup_fraction >= 0.0 && options->warmup_fraction <= 1.0))
 	{
-		train_error(errmsg, "invalid warmup_fraction %g: must be in [0, 1]",
+		tst_set_error(errmsg, "invalid warmup_fraction %g: must be in [0, 1]",
 					options->warmup_fraction);
 		return TST_ERR_ARGUMENT;
 	}
 	if (options->max_windows_per_epoch < 0)
 	{
-		train_error(errmsg, "invalid max_windows_per_epoch %lld: must be >= 0 (0 means all)",
+		tst_set_error(errmsg, "invalid max_windows_per_epoch %lld: must be >= 0 (0 means all)",
 					(long long) options->max_windows_per_epoch);
 		return TST_ERR_ARGUMENT;
 	}
 	if (options->allocator != NULL && options->allocator->alloc == NULL)
 	{
-		train_error(errmsg, "invalid allocator: alloc is NULL");
+		tst_set_error(errmsg, "invalid allocator: alloc is NULL");
 		return TST_ERR_ARGUMENT;
 	}
 	return TST_OK;
@@ -237,12 +224,12 @@ check_data(const TstSeriesSet *data, char *errmsg)
 {
 	if (data == NULL || data->n_series == 0)
 	{
-		train_error(errmsg, "no series to train on");
+		tst_set_error(errmsg, "no series to train on");
 		return TST_ERR_NO_DATA;
 	}
 	if (data->n_series < 0 || data->values == NULL || data->lengths == NULL)
 	{
-		train_error(errmsg, "invalid series set: negative count or NULL arrays");
+		tst_set_error(errmsg, "invalid series set: negative count or NULL arrays");
 		return TST_ERR_ARGUMENT;
 	}
 
@@ -253,13 +240,13 @@ check_data(const TstSeriesSet *data, char *errmsg)
 
 		if (n < 0 || (n > 0 && values == NULL))
 		{
-			train_error(errmsg, "invalid series %d: length %lld with %s values",
+			tst_set_error(errmsg, "invalid series %d: length %lld with %s values",
 						s, (long long) n, values == NULL ? "NULL" : "non-NULL");
 			return TST_ERR_ARGUMENT;
 		}
 		if (n > INT32_MAX)
 		{
-			train_error(errmsg, "series %d has %lld points, more than the maximum of %d",
+			tst_set_error(errmsg, "series %d has %lld points, more than the maximum of %d",
 						s, (long long) n, INT32_MAX);
 			return TST_ERR_TOO_LARGE;
 		}
@@ -267,7 +254,7 @@ check_data(const TstSeriesSet *data, char *errmsg)
 		{
 			if (!isfinite(values[i]))
 			{
-				train_error(errmsg, "series %d has a non-finite value (%g) at position %lld",
+				tst_set_error(errmsg, "series %d has a non-finite value (%g) at position %lld",
 							s, values[i], (long long) i);
 				return TST_ERR_NUMERIC;
 			}
@@ -345,7 +332,7 @@ train_alloc(TrainState *state, int64_t count, size_t elem_size, const char *what
 	*ptr = NULL;
 	if (count < 0 || (uint64_t) count > TST_MAX_ALLOC_BYTES / elem_size)
 	{
-		train_error(errmsg, "%s of %lld entries exceed the %zu-byte allocation limit",
+		tst_set_error(errmsg, "%s of %lld entries exceed the %zu-byte allocation limit",
 					what, (long long) count, TST_MAX_ALLOC_BYTES);
 		return TST_ERR_TOO_LARGE;
 	}
@@ -355,7 +342,7 @@ train_alloc(TrainState *state, int64_t count, size_t elem_size, const char *what
 	*ptr = state->allocator.alloc(state->allocator.ctx, bytes);
 	if (*ptr == NULL)
 	{
-		train_error(errmsg, "out of memory allocating %zu bytes for %s", bytes, what);
+		tst_set_error(errmsg, "out of memory allocating %zu bytes for %s", bytes, what);
 		return TST_ERR_NOMEM;
 	}
 	return TST_OK;
@@ -382,13 +369,13 @@ report_no_training_windows(const TrainState *state, char *errmsg)
 			longest = data->lengths[s];
 
 	if (fraction > 0.0)
-		train_error(errmsg,
+		tst_set_error(errmsg,
 					"series too short to train: the longest has %lld points, "
 					"%lld needed (context %d + horizon %d + validation %lld)",
 					(long long) longest, (long long) needed, state->context,
 					state->horizon, (long long) (needed - state->context - state->horizon));
 	else
-		train_error(errmsg,
+		tst_set_error(errmsg,
 					"series too short to train: the longest has %lld points, "
 					"%lld needed (context %d + horizon %d)",
 					(long long) longest, (long long) needed, state->context,
@@ -429,7 +416,7 @@ enumerate_windows(TrainState *state, char *errmsg)
 	 */
 	if (fraction > 0.0 && n_valid == 0)
 	{
-		train_error(errmsg,
+		tst_set_error(errmsg,
 					"series too short to hold out a validation part. "
 					"Set validation_fraction to 0 to train without validation");
 		return TST_ERR_NO_DATA;
@@ -540,7 +527,7 @@ validation_loss(TrainState *state, int32_t epoch, double *loss_out, char *errmsg
 
 		if (interrupt_requested(state))
 		{
-			train_error(errmsg, "training cancelled at epoch %d, during validation", epoch);
+			tst_set_error(errmsg, "training cancelled at epoch %d, during validation", epoch);
 			return TST_ERR_CANCELLED;
 		}
 		fill_batch(state, state->valid + first, count);
@@ -550,7 +537,7 @@ validation_loss(TrainState *state, int32_t epoch, double *loss_out, char *errmsg
 			return status;
 		if (!isfinite(loss))
 		{
-			train_error(errmsg, "validation loss is not finite at epoch %d", epoch);
+			tst_set_error(errmsg, "validation loss is not finite at epoch %d", epoch);
 			return TST_ERR_NUMERIC;
 		}
 		sum += (double) loss * count;
@@ -654,7 +641,7 @@ train_epoch(TrainState *state, int32_t epoch, int64_t windows_per_epoch,
 
 		if (interrupt_requested(state))
 		{
-			train_error(errmsg, "training cancelled at epoch %d", epoch);
+			tst_set_error(errmsg, "training cancelled at epoch %d", epoch);
 			return TST_ERR_CANCELLED;
 		}
 		if (options->max_seconds > 0.0 && progress->step > 0 &&
@@ -672,7 +659,7 @@ train_epoch(TrainState *state, int32_t epoch, int64_t windows_per_epoch,
 			return status;
 		if (!isfinite(loss))
 		{
-			train_error(errmsg, "training loss is not finite at epoch %d, step %lld",
+			tst_set_error(errmsg, "training loss is not finite at epoch %d, step %lld",
 						epoch, (long long) progress->step + 1);
 			return TST_ERR_NUMERIC;
 		}
@@ -688,7 +675,7 @@ train_epoch(TrainState *state, int32_t epoch, int64_t windows_per_epoch,
 									NULL, detail);
 		if (status != TST_OK)
 		{
-			train_error(errmsg, "epoch %d, step %lld: %s",
+			tst_set_error(errmsg, "epoch %d, step %lld: %s",
 						epoch, (long long) progress->step + 1, detail);
 			return status;
 		}
@@ -812,7 +799,7 @@ tst_train(TstModel *model, const TstSeriesSet *data,
 
 	if (model == NULL || options == NULL || result == NULL)
 	{
-		train_error(errmsg, "model, options and result must not be NULL");
+		tst_set_error(errmsg, "model, options and result must not be NULL");
 		return TST_ERR_ARGUMENT;
 	}
 	memset(result, 0, sizeof(*result));
