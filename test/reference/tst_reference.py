@@ -260,9 +260,14 @@ class AdamW:
     def is_decayed(name, param):
         return param.dim() == 2 and name != "pos"
 
-    def step(self, max_norm=0.0):
-        """Clip and update in place; return the gradient norm before clipping."""
-        grads = [p.grad for _, p in self.named_params]
+    def step(self, max_norm=0.0, grads=None):
+        """Clip and update in place; return the gradient norm before clipping.
+
+        grads, when given, replaces the parameters' .grad (one tensor per
+        parameter, in order).
+        """
+        if grads is None:
+            grads = [p.grad for _, p in self.named_params]
         norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
         clip = max_norm / norm if 0 < max_norm < norm else 1.0
         self.step_count += 1
