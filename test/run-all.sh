@@ -24,7 +24,7 @@ repo_root=$(pwd)
 
 # Suites that have landed in the tree, so that a missing one fails the run.
 # The tap suite is optional and never listed.
-REQUIRED_SUITES="core regress ett"
+REQUIRED_SUITES="core reference regress ett"
 
 log_dir="$repo_root/log/run-all"
 results_file="$log_dir/results"

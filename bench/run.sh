@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run every benchmark (`make bench`). Each one updates its own section of
+# docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash bench/etth1.sh
