@@ -69,6 +69,8 @@ repeat_last_mae=$(metric repeat_last_mae)
 mse_ratio=$(metric mse_ratio)
 train_seconds=$(metric train_seconds)
 score_seconds=$(metric score_seconds)
+epochs_run=$(metric epochs_run)
+best_epoch=$(metric best_epoch)
 mode_m_mse=$(metric repeat_last_mode_m_mse)
 mode_m_mae=$(metric repeat_last_mode_m_mae)
 if [ "$windows" -ne 2785 ]; then
@@ -107,12 +109,12 @@ values. Every one of the $windows test windows is scored.
 | repeat-last value | $repeat_last_mse | $repeat_last_mae |
 
 - MSE ratio tst / repeat-last: $mse_ratio
-- Training: $train_seconds s (tst.train, max_seconds 600); scoring
-  the $windows windows with tst.forecast_agg: $score_seconds s
+- Training: $train_seconds s in tst.train, $epochs_run epochs with early
+  stopping, weights of epoch $best_epoch kept
+- Scoring the $windows windows with tst.forecast_agg: $score_seconds s
 - Model options: \`$compact_options\`
-- Harness check, repeat-last in mode M over all windows: MSE
-  $mode_m_mse, MAE $mode_m_mae
-  (expected 1.294 and 0.713)
+- Harness check, repeat-last in mode M over all windows: MSE $mode_m_mse,
+  MAE $mode_m_mae (expected 1.294 and 0.713)
 - Command: \`make bench\` (bench/etth1.sh), $elapsed s in all, on commit $commit
 - Machine: $(nproc) cores, $cpu, $memory_gib GiB memory, PostgreSQL $(pg_config --version | sed 's/^PostgreSQL //')
 - Date: $(date -u +%Y-%m-%d)

@@ -154,6 +154,9 @@ SELECT format('metric repeat_last_mae %s', round(:repeat_last_mae::numeric, 6));
 SELECT format('metric mse_ratio %s', round((:model_mse / :repeat_last_mse)::numeric, 4));
 SELECT format('metric train_seconds %s', round(:train_seconds::numeric, 1));
 SELECT format('metric score_seconds %s', round(:score_seconds::numeric, 1));
+SELECT format('metric %s %s', key, metrics->>key)
+FROM tst.models, unnest(ARRAY['epochs_run', 'best_epoch']) AS key
+WHERE name = :'model' AND version = :model_version;
 
 SELECT CASE WHEN count(*) = 1 THEN 'ok - model stored in tst.models'
 			ELSE format('not ok - model stored in tst.models: %s rows for %s version %s',
