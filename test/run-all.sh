@@ -2,7 +2,8 @@
 # Build tst and run every test suite (`make test`, and CI through .ci/run).
 #
 # Steps: Debian packages (test/deps.sh), a build with warnings as errors,
-# `make install`, then the suites:
+# `make install` (without root: a check that the installed copy is this
+# build), then the suites:
 #   core       engine unit tests, `make -C test/core check`
 #   reference  parity with PyTorch, `bash test/reference/run.sh`
 #   regress    pg_regress through `make installcheck`  } both inside one
