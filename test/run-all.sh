@@ -174,6 +174,7 @@ run_tap_suite() {
 		(cd "$work" && "${prove_cmd[@]}") </dev/null 2>&1 | tee "$log" | indent
 	fi
 	status=${PIPESTATUS[0]}
+	rm -rf "$log_dir/tap-tmp_check"
 	cp -r "$work/tmp_check" "$log_dir/tap-tmp_check" 2>/dev/null || true
 	rm -rf "$work"
 
