@@ -47,7 +47,7 @@ make install
 mkdir -p log
 log="$repo_root/log/bench-etth1.log"
 start=$SECONDS
-pg_virtualenv -v 15 bash "$repo_root/bench/etth1.sh" --in-cluster "$log"
+pg_virtualenv -t -v 15 bash "$repo_root/bench/etth1.sh" --in-cluster "$log"
 elapsed=$((SECONDS - start))
 
 # Read "metric NAME VALUE" lines from the log.

@@ -285,9 +285,9 @@ else
 fi
 
 # One throwaway cluster for every suite that needs a server.
-echo "== cluster: pg_virtualenv -v 15"
+echo "== cluster: pg_virtualenv -t -v 15"
 cluster_log="$log_dir/pg_virtualenv.log"
-pg_virtualenv -v 15 bash "$repo_root/test/run-all.sh" --in-cluster "$results_file" </dev/null 2>&1 | tee "$cluster_log"
+pg_virtualenv -t -v 15 bash "$repo_root/test/run-all.sh" --in-cluster "$results_file" </dev/null 2>&1 | tee "$cluster_log"
 cluster_status=${PIPESTATUS[0]}
 for suite in regress ett; do
 	if ! grep -q "^$suite " "$results_file"; then
