@@ -8,8 +8,14 @@ CORE_SRCS = $(sort $(wildcard src/core/*.c))
 GLUE_SRCS = $(sort $(wildcard src/*.c))
 OBJS = $(GLUE_SRCS:.c=.o) $(CORE_SRCS:.c=.o)
 
+# The install script of the current version is assembled from src/sql/*.sql.
+# Released versions keep their install script frozen in src/sql/released/,
+# and src/sql/upgrade/ holds one upgrade script per release step, so that
+# ALTER EXTENSION tst UPDATE works from every earlier version.
 SQL_PARTS = $(sort $(wildcard src/sql/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out src/sql/released/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard src/sql/released/*.sql)) \
+	$(wildcard src/sql/upgrade/*.sql)
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
