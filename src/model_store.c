@@ -2,9 +2,9 @@
  * model_store.c
  *		Read and write tst.models, and cache loaded models per backend.
  *
- * Every lookup asks tst.models (through SPI, with the caller's privileges
- * and snapshot) which row the reference names, and identifies that row by
- * its version, xmin and ctid. A cached model is reused only when all three
+ * Every lookup queries tst.models (through SPI, with the caller's
+ * privileges and snapshot) for the row the reference names, and identifies
+ * that row by its version, xmin and ctid. A cached model is reused only when all three
  * match, so a model that was updated, replaced or dropped is never served
  * stale, while an unchanged model is parsed and validated once per backend.
  *

@@ -3,7 +3,7 @@
  *		Parse tst.train options and model configurations from jsonb.
  *
  * One table of fields serves both uses. tst.train accepts any subset of the
- * fields and fills the rest with defaults; a configuration read back from
+ * fields and fills the rest with defaults. A configuration read back from
  * tst.models must contain every model field, because a row edited by hand
  * must not silently change meaning. Values are range-checked by the engine
  * (tst_config_validate) so that the rules live in one place.

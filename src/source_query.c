@@ -3,8 +3,8 @@
  *		Build the query that reads (series, ts, value) rows from a source.
  *
  * A source is either a SELECT (or WITH, VALUES, TABLE) statement, which is
- * wrapped as a subquery, or the name of a table or view, which is looked up
- * in the catalog and quoted again, so that a name can never inject SQL.
+ * wrapped as a subquery, or the name of a table or view. A name is looked up
+ * in the catalog and quoted again, so that it can never inject SQL.
  * Column names are always quoted as identifiers.
  */
 #include "postgres.h"

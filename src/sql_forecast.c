@@ -3,8 +3,8 @@
  *		tst.forecast, tst.forecast_agg and tst.forecast_table.
  *
  * All three turn histories into context windows (src/series.c), run them
- * through the engine in batches, and turn the quantile outputs into rows:
- * the median is the point forecast and the quantiles (1 - c) / 2 and
+ * through the engine in batches, and turn the quantile outputs into rows.
+ * The median is the point forecast, and the quantiles (1 - c) / 2 and
  * (1 + c) / 2 bound the interval for confidence c.
  *
  * The set-returning functions use materialize mode: a forecast is at most

@@ -2,8 +2,8 @@
  * sql_train.c
  *		tst.train: fit a model on a source and store it in tst.models.
  *
- * The source is read through SPI as one tst.series per series (the same
- * gathering, sorting and duplicate rule as tst.series_agg), each series is
+ * The source is read through SPI as one tst.series per series, with the
+ * gathering, sorting and duplicate rules of tst.series_agg. Each series is
  * put on its own detected time grid with gaps interpolated, and the engine
  * trains one global model over all of them. Everything lives in a memory
  * context below the function's, so an error or a cancel frees it all.
