@@ -63,8 +63,8 @@ typedef struct ForecastRequest
 	int			min_points;
 } ForecastRequest;
 
-static int
-resolve_horizon(const TstLoadedModel *loaded, bool isnull, int32 horizon)
+int
+tst_resolve_horizon(const TstLoadedModel *loaded, bool isnull, int32 horizon)
 {
 	int			model_horizon = tst_model_config(loaded->model)->horizon;
 
@@ -93,7 +93,7 @@ init_request(ForecastRequest *req, const char *model_ref, bool horizon_null,
 
 	req->loaded = tst_get_model(model_ref);
 	config = tst_model_config(req->loaded->model);
-	req->horizon = resolve_horizon(req->loaded, horizon_null, horizon);
+	req->horizon = tst_resolve_horizon(req->loaded, horizon_null, horizon);
 	tst_choose_quantiles(config, confidence, !confidence_null,
 						 psprintf("%s@%d", req->loaded->name, req->loaded->version),
 						 &req->choice);

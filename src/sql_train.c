@@ -45,8 +45,8 @@ typedef struct TrainData
 } TrainData;
 
 /* Number of grid slots from the first to the last timestamp of s. */
-static int64
-count_grid_slots(const TstSeries *s, const Interval *step)
+int64
+tst_series_grid_slots(const TstSeries *s, const Interval *step)
 {
 	TimestampTz first = TST_SERIES_TS(s)[0];
 	TimestampTz last = TST_SERIES_TS(s)[s->count - 1];
@@ -125,7 +125,7 @@ gather_train_data(const char *query, TrainData *data, MemoryContext data_context
 				continue;
 			}
 			tst_series_detect_step(s, &step);
-			slots = count_grid_slots(s, &step);
+			slots = tst_series_grid_slots(s, &step);
 
 			old = MemoryContextSwitchTo(data_context);
 			if (data->n_series == data->capacity)

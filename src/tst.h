@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -63,6 +64,20 @@ extern TstLoadedModel *tst_get_model(const char *model_ref);
 
 /* Store a trained model as the next version of name; returns the version. */
 extern int32 tst_store_model(const char *name, TstModel *model, Jsonb *metrics);
+
+/*
+ * The horizon of a forecast call: the model's own when isnull, otherwise
+ * horizon, which must be from 1 to the model's horizon (src/sql_forecast.c).
+ */
+extern int	tst_resolve_horizon(const TstLoadedModel *loaded, bool isnull,
+								int32 horizon);
+
+/*
+ * Number of slots of the time grid of s, from its first to its last
+ * timestamp, for its detected step (src/sql_train.c).
+ */
+struct TstSeries;
+extern int64 tst_series_grid_slots(const struct TstSeries *s, const Interval *step);
 
 /* Point forecast index and bound indexes for a confidence level. */
 typedef struct TstQuantileChoice
