@@ -481,10 +481,13 @@ shuffle_windows(TrainWindow *windows, int64_t count, TstRng *rng)
 
 /*
  * Normalize the contexts of count windows into xn (count, L) and their
- * targets, with each window's own statistics, into yn (count, H).
+ * targets, with each window's own statistics, into yn (count, H). Fails like
+ * tst_model_forecast on a window whose statistics overflow (values beyond
+ * about 1e154), which would otherwise train silently on zeros.
  */
-static void
-fill_batch(TrainState *state, const TrainWindow *windows, int32_t count)
+static TstStatus
+fill_batch(TrainState *state, const TrainWindow *windows, int32_t count,
+		   char *errmsg)
 {
 	int32_t		L = state->context;
 	int32_t		H = state->horizon;
@@ -497,9 +500,16 @@ fill_batch(TrainState *state, const TrainWindow *windows, int32_t count)
 		double		scale;
 
 		tst_normalize_window(x, L, state->xn + (int64_t) b * L, &mean, &scale);
+		if (!isfinite(mean) || !isfinite(scale))
+		{
+			tst_set_error(errmsg, "training window at position %lld of series %d has values too large to normalize",
+						  (long long) windows[b].offset, (int) windows[b].series);
+			return TST_ERR_NUMERIC;
+		}
 		for (int32_t h = 0; h < H; h++)
 			yn[h] = (float) ((x[L + h] - mean) / scale);
 	}
+	return TST_OK;
 }
 
 /* Run check_interrupt and return true when the caller requests cancellation. */
@@ -530,7 +540,9 @@ validation_loss(TrainState *state, int32_t epoch, double *loss_out, char *errmsg
 			tst_set_error(errmsg, "training cancelled at epoch %d, during validation", epoch);
 			return TST_ERR_CANCELLED;
 		}
-		fill_batch(state, state->valid + first, count);
+		status = fill_batch(state, state->valid + first, count, errmsg);
+		if (status != TST_OK)
+			return status;
 		status = tst_model_forward(state->model, state->xn, state->yn, count,
 								   false, &state->dropout_rng, NULL, &loss, errmsg);
 		if (status != TST_OK)
@@ -651,7 +663,9 @@ train_epoch(TrainState *state, int32_t epoch, int64_t windows_per_epoch,
 			return TST_OK;
 		}
 
-		fill_batch(state, state->train + first, count);
+		status = fill_batch(state, state->train + first, count, errmsg);
+		if (status != TST_OK)
+			return status;
 		tst_model_zero_grad(state->model);
 		status = tst_model_forward(state->model, state->xn, state->yn, count,
 								   true, &state->dropout_rng, NULL, &loss, errmsg);
