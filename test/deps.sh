@@ -2,8 +2,9 @@
 # Check that the Debian packages needed to build and test tst are installed.
 #
 # As root, installs the missing ones with apt-get. Otherwise prints the
-# apt-get command to run and exits 1. With everything present it makes a
-# single dpkg-query call and returns at once.
+# apt-get command to run and exits 1. It also creates the de_DE.UTF-8
+# locale. With everything present it makes one dpkg-query call and one
+# locale -a call and returns at once.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ packages=(
 	python3-numpy
 	python3-torch
 	python3-vega-datasets      # seattle-weather.csv for the demo
+	locales                    # localedef and the de_DE source for ensure_locale
 )
 
 # PostgreSQL's TAP modules (PostgreSQL::Test::Cluster) need IPC::Run.
@@ -35,8 +37,22 @@ for name in "${packages[@]}"; do
 	fi
 done
 
+# sql/reliability.sql sets lc_numeric to a comma-decimal locale.
+ensure_locale() {
+	if locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
+		return 0
+	fi
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: the de_DE.UTF-8 locale is missing; create it with:"
+		echo "  sudo localedef -i de_DE -f UTF-8 de_DE.UTF-8"
+		return 1
+	fi
+	localedef -i de_DE -f UTF-8 de_DE.UTF-8
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
-	exit 0
+	ensure_locale
+	exit $?
 fi
 
 echo "deps: missing Debian packages: ${missing[*]}"
@@ -48,3 +64,4 @@ fi
 
 apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+ensure_locale
