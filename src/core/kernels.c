@@ -6,11 +6,20 @@
  * of B windows of N tokens is one call over B*N rows. The other kernels are
  * plain loops over contiguous rows that the compiler can vectorize.
  *
+ * Sums over a row (dot products, layer norm statistics) use LANES separate
+ * accumulators added in a fixed order at the end: without -ffast-math the
+ * compiler may not reorder a single running sum, so a one-accumulator loop
+ * runs one add at a time. The order is fixed, so results are the same on
+ * every run. The hot kernels are compiled twice, for baseline x86-64 and for
+ * AVX2 with FMA, and the second is chosen once when the CPU has both; the
+ * two round differently, well within the parity tolerance.
+ *
  * Attention only computes scores on the entries of a TstPattern: a query row
  * costs O(row length * DH), so local attention is O(N W) per head and never
  * builds a masked N x N matrix.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -21,6 +30,115 @@
 
 /* Columns per block of the double accumulators in the row reductions. */
 #define REDUCE_BLOCK 256
+
+/* Accumulators of the row sums; see the header comment. */
+#define LANES 8
+
+/* Largest head size whose attention output accumulates in a local array. */
+#define MAX_FIXED_DH 64
+
+/* Hot kernel bodies are inlined into a baseline and an AVX2 wrapper. */
+#define KERNEL_BODY static inline __attribute__((always_inline))
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_AVX2_PATH 1
+
+/* Whether the CPU runs the AVX2 and FMA build; decided on first use. */
+static bool
+use_avx2(void)
+{
+	static int	supported = -1;
+
+	if (supported < 0)
+	{
+		__builtin_cpu_init();
+		supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	}
+	return supported;
+}
+
+#define DISPATCH(name, params, args) \
+	static void name##_baseline params { name##_body args; } \
+	__attribute__((target("avx2,fma"))) \
+	static void name##_avx2 params { name##_body args; } \
+	void name params \
+	{ \
+		if (use_avx2()) \
+			name##_avx2 args; \
+		else \
+			name##_baseline args; \
+	}
+#else
+#define DISPATCH(name, params, args) \
+	void name params { name##_body args; }
+#endif
+
+/* Sum of x (n) over LANES accumulators, added in a fixed order. */
+KERNEL_BODY float
+reduce_lanes(const float *acc)
+{
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+KERNEL_BODY float
+sum_lanes(const float *restrict x, int n)
+{
+	float		acc[LANES] = {0};
+	int			i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			acc[l] += x[i + l];
+	for (int l = 0; i + l < n; l++)
+		acc[l] += x[i + l];
+	return reduce_lanes(acc);
+}
+
+/* Sum of (x - m)^2 over x (n). */
+KERNEL_BODY float
+sq_dev_lanes(const float *restrict x, float m, int n)
+{
+	float		acc[LANES] = {0};
+	int			i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			acc[l] += (x[i + l] - m) * (x[i + l] - m);
+	for (int l = 0; i + l < n; l++)
+		acc[l] += (x[i + l] - m) * (x[i + l] - m);
+	return reduce_lanes(acc);
+}
+
+/* a . b over n elements. */
+KERNEL_BODY float
+dot_lanes(const float *restrict a, const float *restrict b, int n)
+{
+	float		acc[LANES] = {0};
+	int			i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			acc[l] += a[i + l] * b[i + l];
+	for (int l = 0; i + l < n; l++)
+		acc[l] += a[i + l] * b[i + l];
+	return reduce_lanes(acc);
+}
+
+/*
+ * y (n) += a x; y and x never overlap. Written in blocks of LANES, which -O2
+ * vectorizes, unlike a plain loop of unknown length.
+ */
+KERNEL_BODY void
+axpy(float *restrict y, float a, const float *restrict x, int n)
+{
+	int			i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			y[i + l] += a * x[i + l];
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
 
 /*
  * sums (C) += column sums of x (R, C), accumulated in double: a bias
@@ -144,105 +262,6 @@ position_backward(float *dpos, const float *dout, int B, int N, int D)
 }
 
 void
-layernorm_forward(float *out, float *mean, float *rstd,
-				  const float *inp, const float *weight, const float *bias,
-				  int rows, int C)
-{
-	for (int r = 0; r < rows; r++)
-	{
-		const float *x = inp + (size_t) r * C;
-		float	   *y = out + (size_t) r * C;
-		float		m = 0.0f;
-		float		v = 0.0f;
-		float		s;
-
-		/* Two passes: the mean first, then squared deviations from it. */
-		for (int c = 0; c < C; c++)
-			m += x[c];
-		m /= (float) C;
-		for (int c = 0; c < C; c++)
-		{
-			float		d = x[c] - m;
-
-			v += d * d;
-		}
-		v /= (float) C;
-		s = 1.0f / sqrtf(v + LAYERNORM_EPS);
-		for (int c = 0; c < C; c++)
-			y[c] = (x[c] - m) * s * weight[c] + bias[c];
-		mean[r] = m;
-		rstd[r] = s;
-	}
-}
-
-void
-layernorm_backward(float *dinp, float *dweight, float *dbias,
-				   const float *dout, const float *inp, const float *weight,
-				   const float *mean, const float *rstd, int rows, int C)
-{
-	double		dw_acc[REDUCE_BLOCK];
-	double		db_acc[REDUCE_BLOCK];
-
-	/* Parameter gradients: column sums over rows, in double like sum_rows. */
-	for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
-	{
-		int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
-
-		for (int c = 0; c < width; c++)
-		{
-			dw_acc[c] = 0.0;
-			db_acc[c] = 0.0;
-		}
-		for (int r = 0; r < rows; r++)
-		{
-			const float *x = inp + (size_t) r * C + c0;
-			const float *g = dout + (size_t) r * C + c0;
-			float		m = mean[r];
-			float		s = rstd[r];
-
-			for (int c = 0; c < width; c++)
-			{
-				db_acc[c] += g[c];
-				dw_acc[c] += g[c] * ((x[c] - m) * s);
-			}
-		}
-		for (int c = 0; c < width; c++)
-		{
-			dweight[c0 + c] += (float) dw_acc[c];
-			dbias[c0 + c] += (float) db_acc[c];
-		}
-	}
-
-	/* Input gradient, row by row. */
-	for (int r = 0; r < rows; r++)
-	{
-		const float *x = inp + (size_t) r * C;
-		const float *g = dout + (size_t) r * C;
-		float	   *dx = dinp + (size_t) r * C;
-		float		m = mean[r];
-		float		s = rstd[r];
-		float		g_mean = 0.0f;	/* mean of dout * weight */
-		float		gx_mean = 0.0f; /* mean of dout * weight * xhat */
-
-		for (int c = 0; c < C; c++)
-		{
-			float		gw = g[c] * weight[c];
-
-			g_mean += gw;
-			gx_mean += gw * ((x[c] - m) * s);
-		}
-		g_mean /= (float) C;
-		gx_mean /= (float) C;
-		for (int c = 0; c < C; c++)
-		{
-			float		xhat = (x[c] - m) * s;
-
-			dx[c] += s * (g[c] * weight[c] - g_mean - xhat * gx_mean);
-		}
-	}
-}
-
-void
 gelu_forward(float *out, const float *inp, size_t n)
 {
 	const float inv_sqrt2 = 0.70710678118654752f;
@@ -267,19 +286,159 @@ gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 	}
 }
 
-static inline float
-dot(const float *a, const float *b, int n)
+/*
+ * out (R, C) = LayerNorm(inp) * weight + bias; see kernels.h. Two passes per
+ * row: the mean first, then squared deviations from it.
+ */
+KERNEL_BODY void
+layernorm_forward_body(float *restrict out, float *restrict mean, float *restrict rstd,
+					   const float *restrict inp, const float *restrict weight,
+					   const float *restrict bias, int rows, int C)
 {
-	float		acc = 0.0f;
+	for (int r = 0; r < rows; r++)
+	{
+		const float *restrict x = inp + (size_t) r * C;
+		float	   *restrict y = out + (size_t) r * C;
+		float		m = sum_lanes(x, C) / (float) C;
+		float		v = sq_dev_lanes(x, m, C) / (float) C;
+		float		s = 1.0f / sqrtf(v + LAYERNORM_EPS);
 
-	for (int i = 0; i < n; i++)
-		acc += a[i] * b[i];
-	return acc;
+		for (int c = 0; c < C; c++)
+			y[c] = (x[c] - m) * s * weight[c] + bias[c];
+		mean[r] = m;
+		rstd[r] = s;
+	}
 }
 
-void
-attention_forward(float *out, float *probs, const float *qkv,
-				  const TstPattern *pattern, int B, int N, int D, int NH)
+KERNEL_BODY void
+layernorm_backward_body(float *restrict dinp, float *restrict dweight, float *restrict dbias,
+						const float *restrict dout, const float *restrict inp,
+						const float *restrict weight, const float *restrict mean,
+						const float *restrict rstd, int rows, int C)
+{
+	double		dw_acc[REDUCE_BLOCK];
+	double		db_acc[REDUCE_BLOCK];
+	float		scratch[REDUCE_BLOCK];
+
+	/* Parameter gradients: column sums over rows, in double like sum_rows. */
+	for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
+	{
+		int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
+
+		for (int c = 0; c < width; c++)
+		{
+			dw_acc[c] = 0.0;
+			db_acc[c] = 0.0;
+		}
+		for (int r = 0; r < rows; r++)
+		{
+			const float *restrict x = inp + (size_t) r * C + c0;
+			const float *restrict g = dout + (size_t) r * C + c0;
+			float		m = mean[r];
+			float		s = rstd[r];
+
+			for (int c = 0; c < width; c++)
+			{
+				db_acc[c] += g[c];
+				dw_acc[c] += g[c] * ((x[c] - m) * s);
+			}
+		}
+		for (int c = 0; c < width; c++)
+		{
+			dweight[c0 + c] += (float) dw_acc[c];
+			dbias[c0 + c] += (float) db_acc[c];
+		}
+	}
+
+	/* Input gradient, row by row; scratch holds dout * weight of a block. */
+	for (int r = 0; r < rows; r++)
+	{
+		const float *restrict x = inp + (size_t) r * C;
+		const float *restrict g = dout + (size_t) r * C;
+		float	   *restrict dx = dinp + (size_t) r * C;
+		float		m = mean[r];
+		float		s = rstd[r];
+		float		g_mean = 0.0f;	/* mean of dout * weight */
+		float		gx_mean = 0.0f; /* mean of dout * weight * xhat */
+
+		for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
+		{
+			int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
+			float		xhat[REDUCE_BLOCK];
+
+			for (int c = 0; c < width; c++)
+			{
+				scratch[c] = g[c0 + c] * weight[c0 + c];
+				xhat[c] = (x[c0 + c] - m) * s;
+			}
+			g_mean += sum_lanes(scratch, width);
+			gx_mean += dot_lanes(scratch, xhat, width);
+		}
+		g_mean /= (float) C;
+		gx_mean /= (float) C;
+		for (int c = 0; c < C; c++)
+		{
+			float		xhat = (x[c] - m) * s;
+
+			dx[c] += s * (g[c] * weight[c] - g_mean - xhat * gx_mean);
+		}
+	}
+}
+
+/*
+ * One query row of attention: scores against its keys into p (len), their
+ * softmax, and the weighted sum of the values into o (DH). Key and value rows
+ * of the head start at k_base and v_base, with a row stride of row3.
+ */
+KERNEL_BODY void
+attention_row(float *restrict o, float *restrict p, const float *restrict q,
+			  const float *restrict k_base, const float *restrict v_base,
+			  const int32_t *keys, int64_t len, size_t row3, float scale, int DH)
+{
+	float		max = -INFINITY;
+	float		sum = 0.0f;
+	float		acc[MAX_FIXED_DH];
+
+	for (int64_t j = 0; j < len; j++)
+	{
+		p[j] = dot_lanes(q, k_base + keys[j] * row3, DH) * scale;
+		if (p[j] > max)
+			max = p[j];
+	}
+	/* Subtract the row maximum so that expf cannot overflow. */
+	for (int64_t j = 0; j < len; j++)
+	{
+		p[j] = expf(p[j] - max);
+		sum += p[j];
+	}
+	for (int64_t j = 0; j < len; j++)
+		p[j] /= sum;
+
+	if (DH > MAX_FIXED_DH)
+	{
+		for (int d = 0; d < DH; d++)
+			o[d] = 0.0f;
+		for (int64_t j = 0; j < len; j++)
+			axpy(o, p[j], v_base + keys[j] * row3, DH);
+		return;
+	}
+	/* A small head accumulates in a local array the compiler keeps in registers. */
+	for (int d = 0; d < DH; d++)
+		acc[d] = 0.0f;
+	for (int64_t j = 0; j < len; j++)
+		axpy(acc, p[j], v_base + keys[j] * row3, DH);
+	for (int d = 0; d < DH; d++)
+		o[d] = acc[d];
+}
+
+/*
+ * Sparse causal attention; see kernels.h. Key and value rows of a head are
+ * read in place from qkv. The common head sizes get their own inlined copy
+ * of the row loop, so that every inner loop has a constant length.
+ */
+KERNEL_BODY void
+attention_forward_body(float *restrict out, float *restrict probs, const float *restrict qkv,
+					   const TstPattern *pattern, int B, int N, int D, int NH)
 {
 	const int	DH = D / NH;
 	const size_t row3 = (size_t) 3 * D;
@@ -294,6 +453,8 @@ attention_forward(float *out, float *probs, const float *qkv,
 		for (int h = 0; h < NH; h++)
 		{
 			float	   *p_head = probs + ((size_t) b * NH + h) * pattern->nnz;
+			const float *k_base = base + D + (size_t) h * DH;
+			const float *v_base = base + 2 * (size_t) D + (size_t) h * DH;
 
 			for (int i = 0; i < N; i++)
 			{
@@ -302,44 +463,60 @@ attention_forward(float *out, float *probs, const float *qkv,
 				int64_t		len = rowptr[i + 1] - rowptr[i];
 				const int32_t *keys = cols + rowptr[i];
 				float	   *o = out + ((size_t) b * N + i) * D + (size_t) h * DH;
-				float		max = -INFINITY;
-				float		sum = 0.0f;
 
-				for (int64_t j = 0; j < len; j++)
-				{
-					const float *k = base + keys[j] * row3 + D + (size_t) h * DH;
-
-					p[j] = dot(q, k, DH) * scale;
-					if (p[j] > max)
-						max = p[j];
-				}
-				/* Subtract the row maximum so that expf cannot overflow. */
-				for (int64_t j = 0; j < len; j++)
-				{
-					p[j] = expf(p[j] - max);
-					sum += p[j];
-				}
-				for (int64_t j = 0; j < len; j++)
-					p[j] /= sum;
-
-				memset(o, 0, (size_t) DH * sizeof(float));
-				for (int64_t j = 0; j < len; j++)
-				{
-					const float *v = base + keys[j] * row3 + 2 * (size_t) D + (size_t) h * DH;
-					float		pj = p[j];
-
-					for (int d = 0; d < DH; d++)
-						o[d] += pj * v[d];
-				}
+				if (DH == 16)
+					attention_row(o, p, q, k_base, v_base, keys, len, row3, scale, 16);
+				else if (DH == 8)
+					attention_row(o, p, q, k_base, v_base, keys, len, row3, scale, 8);
+				else if (DH == 32)
+					attention_row(o, p, q, k_base, v_base, keys, len, row3, scale, 32);
+				else
+					attention_row(o, p, q, k_base, v_base, keys, len, row3, scale, DH);
 			}
 		}
 	}
 }
 
-void
-attention_backward(float *dqkv, const float *dout, const float *qkv,
-				   const float *probs, const TstPattern *pattern,
-				   int B, int N, int D, int NH)
+/*
+ * Gradients of one query row i: dq (DH) of the row, and dk and dv of each
+ * of its keys, from the output gradient g (DH) and the probabilities p (len).
+ */
+KERNEL_BODY void
+attention_row_backward(float *restrict dq, const float *restrict q, const float *restrict g,
+					   const float *restrict p, const float *base, float *dbase,
+					   const int32_t *keys, int64_t len, size_t row3, size_t D,
+					   float scale, int DH)
+{
+	float		pg_sum = 0.0f;
+
+	/*
+	 * First pass: dv_c += p_c g and the softmax term sum_c p_c (g . v_c). The
+	 * second pass recomputes g . v_c instead of keeping a row of scratch.
+	 */
+	for (int64_t j = 0; j < len; j++)
+	{
+		const float *v = base + keys[j] * row3 + 2 * D;
+		float	   *dv = dbase + keys[j] * row3 + 2 * D;
+
+		pg_sum += p[j] * dot_lanes(g, v, DH);
+		axpy(dv, p[j], g, DH);
+	}
+	for (int64_t j = 0; j < len; j++)
+	{
+		const float *k = base + keys[j] * row3 + D;
+		const float *v = base + keys[j] * row3 + 2 * D;
+		float	   *dk = dbase + keys[j] * row3 + D;
+		float		ds = p[j] * (dot_lanes(g, v, DH) - pg_sum) * scale;
+
+		axpy(dq, ds, k, DH);
+		axpy(dk, ds, q, DH);
+	}
+}
+
+KERNEL_BODY void
+attention_backward_body(float *restrict dqkv, const float *restrict dout,
+						const float *restrict qkv, const float *restrict probs,
+						const TstPattern *pattern, int B, int N, int D, int NH)
 {
 	const int	DH = D / NH;
 	const size_t row3 = (size_t) 3 * D;
@@ -349,56 +526,55 @@ attention_backward(float *dqkv, const float *dout, const float *qkv,
 
 	for (int b = 0; b < B; b++)
 	{
-		const float *base = qkv + (size_t) b * N * row3;
-		float	   *dbase = dqkv + (size_t) b * N * row3;
-
 		for (int h = 0; h < NH; h++)
 		{
 			const float *p_head = probs + ((size_t) b * NH + h) * pattern->nnz;
 			size_t		off = (size_t) h * DH;
+			const float *base = qkv + (size_t) b * N * row3 + off;
+			float	   *dbase = dqkv + (size_t) b * N * row3 + off;
 
 			for (int i = 0; i < N; i++)
 			{
-				const float *q = base + i * row3 + off;
-				float	   *dq = dbase + i * row3 + off;
+				const float *q = base + i * row3;
+				float	   *dq = dbase + i * row3;
 				const float *g = dout + ((size_t) b * N + i) * D + off;
 				const float *p = p_head + rowptr[i];
 				int64_t		len = rowptr[i + 1] - rowptr[i];
 				const int32_t *keys = cols + rowptr[i];
-				float		pg_sum = 0.0f;
 
-				/*
-				 * First pass: dv_c += p_c g and the softmax term
-				 * sum_c p_c (g . v_c). The second pass recomputes g . v_c
-				 * instead of keeping a row of scratch.
-				 */
-				for (int64_t j = 0; j < len; j++)
-				{
-					const float *v = base + keys[j] * row3 + 2 * (size_t) D + off;
-					float	   *dv = dbase + keys[j] * row3 + 2 * (size_t) D + off;
-					float		pj = p[j];
-
-					pg_sum += pj * dot(g, v, DH);
-					for (int d = 0; d < DH; d++)
-						dv[d] += pj * g[d];
-				}
-				for (int64_t j = 0; j < len; j++)
-				{
-					const float *k = base + keys[j] * row3 + D + off;
-					const float *v = base + keys[j] * row3 + 2 * (size_t) D + off;
-					float	   *dk = dbase + keys[j] * row3 + D + off;
-					float		ds = p[j] * (dot(g, v, DH) - pg_sum) * scale;
-
-					for (int d = 0; d < DH; d++)
-					{
-						dq[d] += ds * k[d];
-						dk[d] += ds * q[d];
-					}
-				}
+				if (DH == 16)
+					attention_row_backward(dq, q, g, p, base, dbase, keys, len, row3, D, scale, 16);
+				else if (DH == 8)
+					attention_row_backward(dq, q, g, p, base, dbase, keys, len, row3, D, scale, 8);
+				else if (DH == 32)
+					attention_row_backward(dq, q, g, p, base, dbase, keys, len, row3, D, scale, 32);
+				else
+					attention_row_backward(dq, q, g, p, base, dbase, keys, len, row3, D, scale, DH);
 			}
 		}
 	}
 }
+
+/*
+ * The exported kernels: each calls its body compiled for AVX2 and FMA when
+ * the CPU has both, and the baseline build otherwise.
+ */
+DISPATCH(layernorm_forward,
+		 (float *out, float *mean, float *rstd, const float *inp, const float *weight,
+		  const float *bias, int rows, int C),
+		 (out, mean, rstd, inp, weight, bias, rows, C))
+DISPATCH(layernorm_backward,
+		 (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+		  const float *weight, const float *mean, const float *rstd, int rows, int C),
+		 (dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, C))
+DISPATCH(attention_forward,
+		 (float *out, float *probs, const float *qkv, const TstPattern *pattern,
+		  int B, int N, int D, int NH),
+		 (out, probs, qkv, pattern, B, N, D, NH))
+DISPATCH(attention_backward,
+		 (float *dqkv, const float *dout, const float *qkv, const float *probs,
+		  const TstPattern *pattern, int B, int N, int D, int NH),
+		 (dqkv, dout, qkv, probs, pattern, B, N, D, NH))
 
 void
 dropout_forward(float *out, float *mask, const float *inp, float p,
