@@ -16,7 +16,6 @@
 #include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
-#include "parser/scansup.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -24,6 +23,7 @@
 #include "utils/tuplestore.h"
 
 #include "series.h"
+#include "series_parse.h"
 
 PG_FUNCTION_INFO_V1(series_in);
 PG_FUNCTION_INFO_V1(series_out);
@@ -172,113 +172,76 @@ series_syntax_error(const char *input, const char *pos, const char *expected)
 					   expected, position, *pos)));
 }
 
-static const char *
-skip_space(const char *p)
+/* Convert the quoted timestamp of a token with timestamptz_in. */
+static TimestampTz
+parse_timestamp(const TstSeriesToken *token)
 {
-	while (scanner_isspace(*p))
-		p++;
-	return p;
-}
+	char	   *text = pnstrdup(token->timestamp, token->timestamp_len);
+	TimestampTz ts;
 
-/* Parse a quoted timestamptz at p; store it in *ts and return the end. */
-static const char *
-parse_timestamp(const char *input, const char *p, TimestampTz *ts)
-{
-	const char *start;
-	char	   *text;
-
-	if (*p != '"')
-		series_syntax_error(input, p, "a double-quoted timestamp");
-	start = ++p;
-	while (*p != '"' && *p != '\0')
-		p++;
-	if (*p == '\0')
-		series_syntax_error(input, p, "a closing double quote");
-
-	text = pnstrdup(start, p - start);
-	*ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-												  CStringGetDatum(text),
-												  ObjectIdGetDatum(InvalidOid),
-												  Int32GetDatum(-1)));
-	tst_series_check_timestamp(*ts);
+	ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+												 CStringGetDatum(text),
+												 ObjectIdGetDatum(InvalidOid),
+												 Int32GetDatum(-1)));
+	tst_series_check_timestamp(ts);
 	pfree(text);
-	return p + 1;
+	return ts;
 }
 
-/* Parse a float8 token at p; store it in *value and return the end. */
-static const char *
-parse_value(const char *input, const char *p, float8 *value)
+/* Convert the value token of a token with the float8 input routine. */
+static float8
+parse_value(const char *input, const TstSeriesToken *token)
 {
-	const char *start = p;
-	char	   *token;
+	char	   *text = pnstrdup(token->value, token->value_len);
 	char	   *end;
 	bool		have_error = false;
+	float8		value;
 
-	while (*p != '\0' && *p != ',' && *p != '}' && !scanner_isspace(*p))
-		p++;
-	if (p == start)
-		series_syntax_error(input, p, "a float8 value");
-
-	token = pnstrdup(start, p - start);
-	*value = float8in_internal_opt_error(token, &end, "double precision",
-										 token, &have_error);
+	value = float8in_internal_opt_error(text, &end, "double precision",
+										text, &have_error);
 	if (have_error || *end != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type tst.series: \"%s\"", input),
 				 errdetail("Expected a float8 value at position %d, found \"%s\".",
-						   (int) (start - input) + 1, token)));
-	pfree(token);
-	return p;
+						   (int) (token->value - input) + 1, text)));
+	pfree(text);
+	return value;
 }
 
 /*
  * series_in
  *		Parse {"timestamp": value, ...} in any timestamp order; the points are
- *		sorted and duplicate timestamps merged as tst.series_agg does.
+ *		sorted and duplicate timestamps merged as tst.series_agg does. The
+ *		structure is scanned by series_parse.c, which test/fuzz exercises.
  */
 Datum
 series_in(PG_FUNCTION_ARGS)
 {
 	char	   *input = PG_GETARG_CSTRING(0);
-	const char *p = skip_space(input);
+	TstSeriesScanner scanner;
+	TstSeriesToken token;
+	TstScanResult result;
 	TstPoint   *points;
 	int64		count = 0;
 	int64		capacity = 16;
 
-	if (*p != '{')
-		series_syntax_error(input, p, "\"{\"");
-	p = skip_space(p + 1);
-
+	tst_series_scan_init(&scanner, input);
 	points = palloc(capacity * sizeof(TstPoint));
-	if (*p != '}')
+	while ((result = tst_series_scan_next(&scanner, &token)) == TST_SCAN_POINT)
 	{
-		for (;;)
+		if (count == capacity)
 		{
-			if (count == capacity)
-			{
-				tst_series_check_count(capacity * 2);
-				capacity *= 2;
-				points = repalloc(points, capacity * sizeof(TstPoint));
-			}
-			p = parse_timestamp(input, p, &points[count].ts);
-			p = skip_space(p);
-			if (*p != ':')
-				series_syntax_error(input, p, "\":\" after the timestamp");
-			p = parse_value(input, skip_space(p + 1), &points[count].value);
-			count++;
-
-			p = skip_space(p);
-			if (*p == '}')
-				break;
-			if (*p != ',')
-				series_syntax_error(input, p, "\",\" or \"}\"");
-			p = skip_space(p + 1);
+			tst_series_check_count(capacity * 2);
+			capacity *= 2;
+			points = repalloc(points, capacity * sizeof(TstPoint));
 		}
+		points[count].ts = parse_timestamp(&token);
+		points[count].value = parse_value(input, &token);
+		count++;
 	}
-	p = skip_space(p + 1);
-	if (*p != '\0')
-		series_syntax_error(input, p, "the end of input after \"}\"");
+	if (result == TST_SCAN_ERROR)
+		series_syntax_error(input, scanner.error_pos, scanner.expected);
 
 	PG_RETURN_TST_SERIES_P(tst_series_from_points(points, count));
 }

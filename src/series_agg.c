@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "series.h"
+#include "series_parse.h"
 
 PG_FUNCTION_INFO_V1(series_agg_transfn);
 PG_FUNCTION_INFO_V1(series_agg_finalfn);
@@ -36,10 +37,9 @@ PG_FUNCTION_INFO_V1(forecast_agg_transfn);
 /* Initial capacity of the point array, in points. */
 #define STATE_INITIAL_CAPACITY 64
 
-/* Flag bits of the serialized state. */
-#define STATE_HAS_MODEL		0x01	/* forecast_agg arguments were recorded */
-#define STATE_HAS_HORIZON	0x02	/* the horizon argument was not NULL */
-#define STATE_KNOWN_FLAGS	(STATE_HAS_MODEL | STATE_HAS_HORIZON)
+/* Flag bits of the serialized state, shared with tst_state_parse. */
+#define STATE_HAS_MODEL		TST_STATE_HAS_MODEL
+#define STATE_HAS_HORIZON	TST_STATE_HAS_HORIZON
 
 struct TstSeriesState
 {
@@ -317,70 +317,46 @@ invalid_state(const char *detail)
 /*
  * series_agg_deserialfn
  *		Read a state written by series_agg_serialfn, in the current (per-tuple)
- *		memory context. Every length is checked before it is used.
+ *		memory context. tst_state_parse (series_parse.c, which test/fuzz
+ *		exercises) checks every length before anything is copied.
  */
 Datum
 series_agg_deserialfn(PG_FUNCTION_ARGS)
 {
 	bytea	   *bytes = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
+	const uint8 *data = (const uint8 *) VARDATA_ANY(bytes);
+	TstStateLayout layout;
+	const char *problem;
 	TstSeriesState *state;
-	int32		flags;
-	int32		horizon;
-	int32		count;
 
 	state_context(fcinfo, "series_agg_deserialfn");
 
-	/* pq_getmsg* read from a StringInfo; point one at the bytea's data. */
-	buf.data = VARDATA_ANY(bytes);
-	buf.len = VARSIZE_ANY_EXHDR(bytes);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
+	problem = tst_state_parse(data, VARSIZE_ANY_EXHDR(bytes), TST_SERIES_MAX_POINTS, &layout);
+	if (problem != NULL)
+		invalid_state(problem);
 
 	state = palloc0(sizeof(TstSeriesState));
-
-	/* flags */
-	flags = pq_getmsgint(&buf, sizeof(int32));
-	if ((flags & ~STATE_KNOWN_FLAGS) != 0 ||
-		((flags & STATE_HAS_HORIZON) && !(flags & STATE_HAS_MODEL)))
-		invalid_state("The flags word is not valid.");
-
-	/* model */
-	if (flags & STATE_HAS_MODEL)
+	if (layout.flags & STATE_HAS_MODEL)
 	{
-		int32		model_len = pq_getmsgint(&buf, sizeof(int32));
-
-		if (model_len < 0 || model_len > buf.len - buf.cursor)
-			invalid_state("The model name length is out of range.");
-		state->model = palloc(VARHDRSZ + model_len);
-		SET_VARSIZE(state->model, VARHDRSZ + model_len);
-		pq_copymsgbytes(&buf, VARDATA(state->model), model_len);
+		state->model = palloc(VARHDRSZ + layout.model_len);
+		SET_VARSIZE(state->model, VARHDRSZ + layout.model_len);
+		memcpy(VARDATA(state->model), data + layout.model_offset, layout.model_len);
 	}
+	state->has_horizon = (layout.flags & STATE_HAS_HORIZON) != 0;
+	state->horizon = layout.horizon;
 
-	/* horizon */
-	horizon = pq_getmsgint(&buf, sizeof(int32));
-	state->has_horizon = (flags & STATE_HAS_HORIZON) != 0;
-	state->horizon = state->has_horizon ? horizon : 0;
-
-	/* count */
-	count = pq_getmsgint(&buf, sizeof(int32));
-	if (count < 0 || count > TST_SERIES_MAX_POINTS ||
-		(int64) (buf.len - buf.cursor) != (int64) count * (int64) (sizeof(int64) + sizeof(float8)))
-		invalid_state("The point count does not match the length of the state.");
-
-	/* points */
-	state->count = state->capacity = count;
-	if (count > 0)
-		state->points = palloc(count * sizeof(TstPoint));
-	for (int32 i = 0; i < count; i++)
+	state->count = state->capacity = layout.count;
+	if (layout.count > 0)
+		state->points = palloc(layout.count * sizeof(TstPoint));
+	for (int32 i = 0; i < layout.count; i++)
 	{
-		state->points[i].ts = pq_getmsgint64(&buf);
-		state->points[i].value = pq_getmsgfloat8(&buf);
-		if (TIMESTAMP_NOT_FINITE(state->points[i].ts))
-			invalid_state("A timestamp is not finite.");
-	}
+		int64_t		ts;
+		double		value;
 
-	pq_getmsgend(&buf);
+		tst_state_point(data, &layout, i, &ts, &value);
+		state->points[i].ts = ts;
+		state->points[i].value = value;
+	}
 	PG_RETURN_POINTER(state);
 }
 
