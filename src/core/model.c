@@ -1025,6 +1025,17 @@ tst_model_forecast(TstModel *model, const double *x, int32_t batch,
 		if (!normalize_batch(model, x + first * c->context, B, first, errmsg))
 			return TST_ERR_NUMERIC;
 		forward_pass(model, B, false, NULL);
+		{
+			/* Finite weights can still overflow, e.g. a hand-edited blob. */
+			int64_t		bad = find_non_finite(a->pred, (int64_t) B * H * Q);
+
+			if (bad >= 0)
+			{
+				tst_set_error(errmsg, "model output for window %lld is not finite",
+							  (long long) (first + bad / ((int64_t) H * Q)));
+				return TST_ERR_NUMERIC;
+			}
+		}
 
 		for (int32_t b = 0; b < B; b++)
 		{
