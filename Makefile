@@ -1,7 +1,7 @@
 # tst: temporal sparse transformers inside PostgreSQL (PGXS build)
 
 EXTENSION = tst
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = tst
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
