@@ -13,7 +13,7 @@
  * an interpolated gap is not an actual value.
  *
  * Model windows are gathered into batches and run through the engine
- * together; a batch is flushed when full and at the end of each series, so
+ * together. A batch is flushed when full and at the end of each series, so
  * memory is bounded by one series' grid plus one batch. Everything per series
  * lives in a memory context that is reset after the series, and result rows
  * go to a tuplestore (materialize mode), which spills to disk past work_mem.
@@ -43,7 +43,7 @@
 
 PG_FUNCTION_INFO_V1(evaluate);
 
-/* Most windows per engine call, and most bytes of inputs plus outputs. */
+/* Maximum windows per engine call, and maximum bytes of their inputs and outputs. */
 #define EVAL_BATCH_WINDOWS 256
 #define EVAL_BATCH_BYTES ((Size) 64 * 1024 * 1024)
 
