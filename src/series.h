@@ -110,8 +110,9 @@ extern TimestampTz tst_step_add(TimestampTz t, const Interval *step, int k);
  * Regularize the tail of s onto the context-slot grid that ends at the last
  * timestamp, writing context values to out[0 .. context - 1] (oldest first).
  * Gaps are interpolated and the front is padded. Returns the number of
- * observed slots; raises an error when fewer than min_points are observed or
- * a value in the window is infinite.
+ * observed slots. Raises an error when a value in the window is infinite,
+ * and when fewer than min_points slots are observed. With min_points <= 0 a
+ * short window raises nothing: the count is returned and out is not filled.
  */
 extern int	tst_series_to_window(const TstSeries *s, const Interval *step,
 								 int context, int min_points, double *out);

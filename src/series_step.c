@@ -207,6 +207,7 @@ tst_series_to_window(const TstSeries *s, const Interval *step,
 	int			first_slot;
 	int			first_point;
 	int			observed = 0;
+	bool		raise_if_short = min_points > 0;
 
 	if (context < 1)
 		ereport(ERROR,
@@ -218,6 +219,8 @@ tst_series_to_window(const TstSeries *s, const Interval *step,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("time step must be positive")));
 	min_points = Max(min_points, 1);
+	if (s->count == 0 && !raise_if_short)
+		return 0;
 	if (s->count == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -291,6 +294,12 @@ tst_series_to_window(const TstSeries *s, const Interval *step,
 	for (int j = 0; j < context; j++)
 		if (counts[j] > 0)
 			observed++;
+	if (observed < min_points && !raise_if_short)
+	{
+		pfree(bounds);
+		pfree(counts);
+		return observed;
+	}
 	if (observed < min_points)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
