@@ -318,6 +318,7 @@ forecast_table(PG_FUNCTION_ARGS)
 	const char *current_series = NULL;
 	ErrorContextCallback errcallback;
 	MemoryContext call_context = CurrentMemoryContext;
+	MemoryContext batch_context;
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < 4; i++)
@@ -335,6 +336,14 @@ forecast_table(PG_FUNCTION_ARGS)
 									text_to_cstring(PG_GETARG_TEXT_PP(3)),
 									PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
 	init_batch(&batch, tst_model_config(req.loaded->model), FORECAST_BATCH);
+
+	/*
+	 * Everything allocated per series (names, detoasted histories, row
+	 * values) goes to batch_context, which is reset after each batch, so
+	 * memory stays flat however many series the source has.
+	 */
+	batch_context = AllocSetContextCreate(call_context, "tst forecast batch",
+										  ALLOCSET_DEFAULT_SIZES);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -366,30 +375,27 @@ forecast_table(PG_FUNCTION_ARGS)
 			MemoryContext spi_context;
 
 			CHECK_FOR_INTERRUPTS();
+			spi_context = MemoryContextSwitchTo(batch_context);
 			current_series = series_null ? NULL : TextDatumGetCString(series_datum);
-			if (history_null)
-				continue;		/* every value of the series was NULL */
-			history = DatumGetTstSeriesP(history_datum);
-			if (history->count < req.min_points)
-			{
-				if (skipped++ == 0)
-					skipped_example = MemoryContextStrdup(call_context,
-														  current_series ? current_series : "NULL");
-				continue;
-			}
-			spi_context = MemoryContextSwitchTo(call_context);
-			add_history(&batch, &req, history, current_series);
+			/* A NULL history means that every value of the series was NULL. */
+			history = history_null ? NULL : DatumGetTstSeriesP(history_datum);
+			if (history != NULL && history->count >= req.min_points)
+				add_history(&batch, &req, history, current_series);
+			else if (history != NULL && skipped++ == 0)
+				skipped_example = MemoryContextStrdup(call_context,
+													  current_series ? current_series : "NULL");
 			MemoryContextSwitchTo(spi_context);
 		}
 		current_series = NULL;
 		SPI_freetuptable(SPI_tuptable);
 
 		{
-			MemoryContext spi_context = MemoryContextSwitchTo(call_context);
+			MemoryContext spi_context = MemoryContextSwitchTo(batch_context);
 
 			run_batch(&batch, &req);
 			emit_batch(&batch, &req, rsinfo, true);
 			MemoryContextSwitchTo(spi_context);
+			MemoryContextReset(batch_context);
 		}
 	}
 	error_context_stack = errcallback.previous;
