@@ -14,6 +14,8 @@
 #include "catalog/namespace.h"
 #include "lib/stringinfo.h"
 #include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "storage/lockdefs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -42,6 +44,50 @@ is_query_text(const char *source)
 	return false;
 }
 
+/* Error context while parsing a source query: show it, with the cursor. */
+static void
+source_syntax_errcontext(void *arg)
+{
+	const char *query = arg;
+	int			position = geterrposition();
+
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery(query);
+	}
+	errcontext("source query");
+}
+
+/*
+ * Raise an error unless query is exactly one SELECT statement. Without this
+ * check, text such as "SELECT 1) AS x; DROP TABLE t; --" would close the
+ * subquery it is wrapped in and append statements of its own.
+ */
+static void
+check_single_select(const char *query)
+{
+	ErrorContextCallback errcallback;
+	List	   *statements;
+
+	/* Point a syntax error's cursor into the source text, as SPI does. */
+	errcallback.callback = source_syntax_errcontext;
+	errcallback.arg = (void *) query;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	statements = raw_parser(query, RAW_PARSE_DEFAULT);
+	error_context_stack = errcallback.previous;
+
+	if (list_length(statements) != 1 ||
+		!IsA(linitial_node(RawStmt, statements)->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source query must be a single SELECT statement"),
+				 errdetail("The source query has %d statements.", list_length(statements)),
+				 errhint("Pass one SELECT, WITH, VALUES or TABLE statement, or a table or view name.")));
+}
+
 /* The FROM item for a source: "(query) AS tst_source" or a quoted relation. */
 static char *
 source_from_item(const char *source)
@@ -64,9 +110,22 @@ source_from_item(const char *source)
 		/* A trailing semicolon is harmless at the prompt, so accept it here. */
 		while (len > 0 && (isspace((unsigned char) query[len - 1]) || query[len - 1] == ';'))
 			query[--len] = '\0';
+		check_single_select(query);
 		return psprintf("(%s) AS tst_source", query);
 	}
 
+	/* Check the syntax first, so that the error can say what a source is. */
+	{
+		char	   *copy = pstrdup(source);
+		List	   *parts;
+
+		if (!SplitIdentifierString(copy, '.', &parts))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("invalid source \"%s\"", source),
+					 errdetail("A source is a table or view name, or a query that starts with SELECT, WITH, VALUES or TABLE."),
+					 errhint("Quote names that need it, as in '\"Sales Data\"' or 'public.\"Sales Data\"'.")));
+	}
 	names = stringToQualifiedNameList(source);
 	rv = makeRangeVarFromNameList(names);
 	relid = RangeVarGetRelid(rv, AccessShareLock, false);
