@@ -676,7 +676,7 @@ failing_free(void *ctx, void *ptr)
 TEST(allocation_failures_are_clean)
 {
 	TstConfig	c = tiny_config(TST_ATTENTION_LOGSPARSE);
-	float		xn[12] = {0}, yn[2] = {0}, loss;
+	float		xn[2 * 12] = {0}, yn[2 * 2] = {0}, loss;	/* B = 2 windows of L = 12, H = 2 */
 	bool		reached_ok = false;
 
 	for (int budget = 0; budget < 30 && !reached_ok; budget++)
