@@ -16,6 +16,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -49,6 +50,7 @@ typedef struct ForecastBatch
 	int			n_outputs;		/* H * Q of the model */
 	double	   *windows;		/* (capacity, L) */
 	double	   *outputs;		/* (capacity, H, Q) */
+	MemoryContext memory;		/* where the batch and series names live */
 	char	  **series;			/* series name or NULL, per window */
 	TimestampTz *last_ts;		/* newest timestamp of each history */
 	Interval   *steps;			/* detected step of each history */
@@ -106,6 +108,7 @@ init_batch(ForecastBatch *batch, const TstConfig *config, int capacity)
 {
 	batch->count = 0;
 	batch->capacity = capacity;
+	batch->memory = CurrentMemoryContext;
 	batch->context = config->context;
 	batch->n_outputs = config->horizon * config->n_quantiles;
 	batch->windows = palloc_extended(sizeof(double) * capacity * config->context, MCXT_ALLOC_HUGE);
@@ -126,7 +129,7 @@ add_history(ForecastBatch *batch, const ForecastRequest *req, const TstSeries *s
 	tst_series_to_window(s, &batch->steps[i], batch->context, req->min_points,
 						 batch->windows + (size_t) i * batch->context);
 	batch->last_ts[i] = TST_SERIES_TS(s)[s->count - 1];
-	batch->series[i] = series ? pstrdup(series) : NULL;
+	batch->series[i] = series ? MemoryContextStrdup(batch->memory, series) : NULL;
 	batch->count++;
 }
 
@@ -299,6 +302,87 @@ forecast_table_errcontext(void *arg)
 }
 
 /*
+ * Receiver of the (series, history, count) rows of forecast_table's source
+ * query. The executor hands it each row as the query produces it, so the
+ * query runs to completion in one call (which lets the planner use parallel
+ * workers, unlike a cursor), and only one batch of windows is ever held.
+ */
+typedef struct ForecastReceiver
+{
+	DestReceiver pub;
+	ForecastRequest *req;
+	ForecastBatch *batch;
+	ReturnSetInfo *rsinfo;
+	MemoryContext call_context; /* holds the batch and the result rows */
+	MemoryContext row_context;	/* reset after each source row */
+	int64		skipped;		/* series with too few points */
+	char	   *skipped_example;	/* the first of them, in call_context */
+	const char *current_series; /* for the error context */
+	ErrorContextCallback *own_errcontext;	/* forecast_table's error context */
+} ForecastReceiver;
+
+static void
+forecast_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+forecast_receiver_shutdown(DestReceiver *self)
+{
+}
+
+static void
+forecast_receiver_destroy(DestReceiver *self)
+{
+}
+
+/*
+ * Add one source row to the batch; run and emit the batch when it is full.
+ * Everything but the batch itself is allocated in the row context, which is
+ * reset after each row, so memory does not grow with the number of series.
+ */
+static bool
+forecast_receive_slot(TupleTableSlot *slot, DestReceiver *self)
+{
+	ForecastReceiver *r = (ForecastReceiver *) self;
+	bool		series_null;
+	bool		history_null;
+	Datum		series_datum = slot_getattr(slot, 1, &series_null);
+	Datum		history_datum = slot_getattr(slot, 2, &history_null);
+	MemoryContext old = MemoryContextSwitchTo(r->row_context);
+	ErrorContextCallback *executor_errcontext = error_context_stack;
+	TstSeries  *history;
+
+	/*
+	 * An error about a series names the series, as before this ran inside
+	 * the executor; the context lines of the source query would only repeat
+	 * its text.
+	 */
+	error_context_stack = r->own_errcontext;
+	CHECK_FOR_INTERRUPTS();
+	r->current_series = series_null ? NULL : TextDatumGetCString(series_datum);
+	if (!history_null)			/* NULL when every value of the series was */
+	{
+		history = DatumGetTstSeriesP(history_datum);
+		if (history->count >= r->req->min_points)
+			add_history(r->batch, r->req, history, r->current_series);
+		else if (r->skipped++ == 0)
+			r->skipped_example = MemoryContextStrdup(r->call_context,
+													 r->current_series ? r->current_series : "NULL");
+	}
+	r->current_series = NULL;
+	if (r->batch->count == r->batch->capacity)
+	{
+		run_batch(r->batch, r->req);
+		emit_batch(r->batch, r->req, r->rsinfo, true);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(r->row_context);
+	error_context_stack = executor_errcontext;
+	return true;
+}
+
+/*
  * tst.forecast_table(model, source, time_column, value_column,
  *					  series_column, horizon, confidence)
  *		Forecast every series of a source. Series with fewer points than a
@@ -310,15 +394,13 @@ forecast_table(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ForecastRequest req;
 	ForecastBatch batch;
+	ForecastReceiver receiver;
+	SPIExecuteOptions options;
 	char	   *query;
 	SPIPlanPtr	plan;
-	Portal		portal;
-	int64		skipped = 0;
-	char	   *skipped_example = NULL;
-	const char *current_series = NULL;
+	int			status;
 	ErrorContextCallback errcallback;
 	MemoryContext call_context = CurrentMemoryContext;
-	MemoryContext batch_context;
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < 4; i++)
@@ -337,75 +419,56 @@ forecast_table(PG_FUNCTION_ARGS)
 									PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
 	init_batch(&batch, tst_model_config(req.loaded->model), FORECAST_BATCH);
 
-	/*
-	 * Everything allocated per series (names, detoasted histories, row
-	 * values) goes to batch_context, which is reset after each batch, so
-	 * memory stays flat however many series the source has.
-	 */
-	batch_context = AllocSetContextCreate(call_context, "tst forecast batch",
-										  ALLOCSET_DEFAULT_SIZES);
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = forecast_receive_slot;
+	receiver.pub.rStartup = forecast_receiver_startup;
+	receiver.pub.rShutdown = forecast_receiver_shutdown;
+	receiver.pub.rDestroy = forecast_receiver_destroy;
+	receiver.pub.mydest = DestNone;
+	receiver.req = &req;
+	receiver.batch = &batch;
+	receiver.rsinfo = rsinfo;
+	receiver.call_context = call_context;
+	receiver.row_context = AllocSetContextCreate(call_context, "tst forecast_table row",
+												 ALLOCSET_DEFAULT_SIZES);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(query, 0, NULL);
+
+	/*
+	 * The source query may use parallel workers, unless this call already
+	 * runs inside a parallel query.
+	 */
+	plan = SPI_prepare_cursor(query, 0, NULL,
+							  IsInParallelMode() ? 0 : CURSOR_OPT_PARALLEL_OK);
 	if (plan == NULL)
 		elog(ERROR, "preparing the source query failed: %s",
 			 SPI_result_code_string(SPI_result));
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
 
 	errcallback.callback = forecast_table_errcontext;
-	errcallback.arg = (void *) &current_series;
+	errcallback.arg = (void *) &receiver.current_series;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
+	receiver.own_errcontext = &errcallback;
 
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, FORECAST_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tuple = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		series_null;
-			bool		history_null;
-			Datum		series_datum = SPI_getbinval(tuple, desc, 1, &series_null);
-			Datum		history_datum = SPI_getbinval(tuple, desc, 2, &history_null);
-			TstSeries  *history;
-			MemoryContext spi_context;
+	memset(&options, 0, sizeof(options));
+	options.read_only = true;
+	options.dest = &receiver.pub;
+	status = SPI_execute_plan_extended(plan, &options);
+	if (status < 0)
+		elog(ERROR, "running the source query failed: %s", SPI_result_code_string(status));
 
-			CHECK_FOR_INTERRUPTS();
-			spi_context = MemoryContextSwitchTo(batch_context);
-			current_series = series_null ? NULL : TextDatumGetCString(series_datum);
-			/* A NULL history means that every value of the series was NULL. */
-			history = history_null ? NULL : DatumGetTstSeriesP(history_datum);
-			if (history != NULL && history->count >= req.min_points)
-				add_history(&batch, &req, history, current_series);
-			else if (history != NULL && skipped++ == 0)
-				skipped_example = MemoryContextStrdup(call_context,
-													  current_series ? current_series : "NULL");
-			MemoryContextSwitchTo(spi_context);
-		}
-		current_series = NULL;
-		SPI_freetuptable(SPI_tuptable);
-
-		{
-			MemoryContext spi_context = MemoryContextSwitchTo(batch_context);
-
-			run_batch(&batch, &req);
-			emit_batch(&batch, &req, rsinfo, true);
-			MemoryContextSwitchTo(spi_context);
-			MemoryContextReset(batch_context);
-		}
-	}
 	error_context_stack = errcallback.previous;
-	SPI_cursor_close(portal);
 	SPI_finish();
 
-	if (skipped > 0)
+	/* The last, partial batch. */
+	run_batch(&batch, &req);
+	emit_batch(&batch, &req, rsinfo, true);
+
+	if (receiver.skipped > 0)
 		ereport(NOTICE,
 				(errmsg("skipped " INT64_FORMAT " series with fewer than %d points, such as \"%s\"",
-						skipped, req.min_points, skipped_example),
+						receiver.skipped, req.min_points, receiver.skipped_example),
 				 errdetail("A forecast needs at least %d points of history.", req.min_points)));
 	return (Datum) 0;
 }
