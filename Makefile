@@ -38,13 +38,17 @@ $(DATA_built): $(SQL_PARTS)
 
 # Everything below is driven by scripts so that `make test` and `make demo`
 # work on a fresh machine; see test/run-all.sh and demo/run.sh.
-.PHONY: test demo core-test bench
+.PHONY: test test-long demo core-test bench
 
 core-test:
 	$(MAKE) -C test/core
 
 test:
 	bash test/run-all.sh
+
+# Every suite of make test, with each libFuzzer target run for 60 s.
+test-long:
+	TST_FUZZ_SECONDS=60 bash test/run-all.sh
 
 demo:
 	bash demo/run.sh

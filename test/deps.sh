@@ -22,6 +22,8 @@ packages=(
 	python3-torch
 	python3-vega-datasets      # seattle-weather.csv for the demo
 	locales                    # localedef and the de_DE source for ensure_locale
+	clang-14                   # test/fuzz: libFuzzer and sanitizer builds
+	libclang-rt-14-dev         # libFuzzer, ASan and UBSan runtimes
 )
 
 # PostgreSQL's TAP modules (PostgreSQL::Test::Cluster) need IPC::Run.

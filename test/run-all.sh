@@ -8,6 +8,8 @@
 #   reference  parity with PyTorch, `bash test/reference/run.sh`
 #   regress    pg_regress through `make installcheck`  } both inside one
 #   ett        ETTh1 forecast test, test/ett/run.sh    } pg_virtualenv cluster
+#   sanitize   engine unit tests under ASan and UBSan, test/fuzz core-check
+#   fuzz       libFuzzer targets, test/fuzz run (TST_FUZZ_SECONDS each)
 #   tap        PostgreSQL TAP tests, test/tap/*.pl through prove
 #
 # Each suite reports "N passed, N failed" (pg_regress and prove have their own
@@ -282,6 +284,14 @@ if [ -f test/reference/run.sh ]; then
 	run_counted_suite reference bash test/reference/run.sh
 else
 	record_missing reference test/reference/run.sh
+fi
+
+# Sanitizer and fuzzing suites (test/fuzz/Makefile): the engine unit tests
+# under AddressSanitizer and UndefinedBehaviorSanitizer, then every libFuzzer
+# target for TST_FUZZ_SECONDS each (make test-long sets 60).
+if [ -f test/fuzz/Makefile ]; then
+	run_counted_suite sanitize make -C test/fuzz core-check
+	run_counted_suite fuzz make -C test/fuzz run FUZZ_SECONDS="${TST_FUZZ_SECONDS:-10}"
 fi
 
 # One throwaway cluster for every suite that needs a server.
