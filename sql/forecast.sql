@@ -80,12 +80,26 @@ SELECT step, ts FROM tst.forecast('monthly',
     (SELECT tst.series_agg(d, extract(day FROM d)) FROM generate_series(timestamptz '2024-02-20', '2024-03-09', '1 day') AS d));
 RESET TimeZone;
 
--- forecast_table skips series too short to forecast, with one notice.
+-- forecast_table skips series too short to forecast, with one notice: a
+-- series of one point, and one with many points but a sparse last 48 hours.
 SET client_min_messages = notice;
 SELECT series, count(*) FROM tst.forecast_table('hourly',
-    $$SELECT * FROM hourly UNION ALL SELECT 'tiny', '2024-01-01', 1$$, 'ts', 'kw', 'meter', 2)
+    $$SELECT * FROM hourly UNION ALL SELECT 'tiny', '2024-01-01', 1
+      UNION ALL SELECT 'offline', ts, kw FROM hourly
+                WHERE meter = 'load_0' AND (ts < '2024-03-10' OR ts > '2024-03-13 08:00+00')$$,
+    'ts', 'kw', 'meter', 2)
 GROUP BY series ORDER BY series;
 SET client_min_messages = warning;
+
+-- forecast_agg returns NULL for a group too short to forecast.
+SELECT meter, tst.forecast_agg('hourly', ts, kw) IS NULL AS is_null
+FROM (SELECT * FROM hourly WHERE ts = '2024-03-02 00:00+00' AND meter = 'load_0'
+      UNION ALL
+      SELECT 'offline', ts, kw FROM hourly
+      WHERE meter = 'load_1' AND (ts < '2024-03-10' OR ts > '2024-03-13 08:00+00')
+      UNION ALL
+      SELECT * FROM hourly WHERE meter = 'load_2') AS g
+GROUP BY meter ORDER BY meter;
 
 -- forecast_table without a series column treats the source as one series.
 SELECT series, count(*) FROM tst.forecast_table('hourly', 'SELECT * FROM hourly WHERE meter = ''load_2''', 'ts', 'kw')
@@ -117,7 +131,6 @@ SELECT * FROM tst.forecast('hourly', '{}');
 SELECT * FROM tst.forecast('hourly', '{"2024-01-01 00:00:00+00": 1}');
 SELECT * FROM tst.forecast('hourly', (SELECT tst.series_agg(ts, kw) FROM hourly WHERE meter = 'load_0' AND ts < '2024-03-01 05:00+00'));
 SELECT * FROM tst.forecast('hourly', (SELECT tst.series_agg(ts, CASE WHEN ts = '2024-03-13 00:00+00' THEN '-Infinity' ELSE kw END) FROM hourly WHERE meter = 'load_0'));
-SELECT tst.forecast_agg('hourly', ts, kw) FROM hourly WHERE ts = '2024-03-02 00:00+00';
 SELECT tst.forecast_agg(CASE WHEN kw > 21 THEN 'hourly' ELSE 'other' END, ts, kw) FROM hourly;
 SELECT * FROM tst.forecast_table('hourly', 'hourly', 'ts', 'kw', 'no_such_column');
 SELECT * FROM tst.forecast_table('hourly', NULL, 'ts', 'kw');

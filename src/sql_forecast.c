@@ -118,19 +118,29 @@ init_batch(ForecastBatch *batch, const TstConfig *config, int capacity)
 	batch->steps = palloc(sizeof(Interval) * capacity);
 }
 
-/* Put one history into the batch as a window. */
-static void
+/*
+ * Put one history into the batch as a window. A history with fewer than
+ * req->min_points observed points in its window raises an error, or, with
+ * skip_short, is left out and makes this return false.
+ */
+static bool
 add_history(ForecastBatch *batch, const ForecastRequest *req, const TstSeries *s,
-			const char *series)
+			const char *series, bool skip_short)
 {
 	int			i = batch->count;
+	double	   *window = batch->windows + (size_t) i * batch->context;
 
+	if (skip_short && s->count < req->min_points)
+		return false;
 	tst_series_detect_step(s, &batch->steps[i]);
-	tst_series_to_window(s, &batch->steps[i], batch->context, req->min_points,
-						 batch->windows + (size_t) i * batch->context);
+	if (skip_short &&
+		tst_series_to_window(s, &batch->steps[i], batch->context, 0, window) < req->min_points)
+		return false;
+	tst_series_to_window(s, &batch->steps[i], batch->context, req->min_points, window);
 	batch->last_ts[i] = TST_SERIES_TS(s)[s->count - 1];
 	batch->series[i] = series ? MemoryContextStrdup(batch->memory, series) : NULL;
 	batch->count++;
+	return true;
 }
 
 static void
@@ -220,7 +230,7 @@ forecast(PG_FUNCTION_ARGS)
 				 errdetail("A forecast needs at least %d points of history.", req.min_points)));
 
 	init_batch(&batch, tst_model_config(req.loaded->model), 1);
-	add_history(&batch, &req, history, NULL);
+	add_history(&batch, &req, history, NULL, false);
 	run_batch(&batch, &req);
 	emit_batch(&batch, &req, rsinfo, false);
 	return (Datum) 0;
@@ -254,7 +264,8 @@ forecast_agg_finalfn(PG_FUNCTION_ARGS)
 
 	init_request(&req, text_to_cstring(model), horizon_null, horizon, true, 0.0);
 	init_batch(&batch, tst_model_config(req.loaded->model), 1);
-	add_history(&batch, &req, history, NULL);
+	if (!add_history(&batch, &req, history, NULL, true))
+		PG_RETURN_NULL();		/* too short to forecast, as documented */
 	run_batch(&batch, &req);
 
 	q = tst_model_config(req.loaded->model)->n_quantiles;
@@ -364,9 +375,8 @@ forecast_receive_slot(TupleTableSlot *slot, DestReceiver *self)
 	if (!history_null)			/* NULL when every value of the series was */
 	{
 		history = DatumGetTstSeriesP(history_datum);
-		if (history->count >= r->req->min_points)
-			add_history(r->batch, r->req, history, r->current_series);
-		else if (r->skipped++ == 0)
+		if (!add_history(r->batch, r->req, history, r->current_series, true) &&
+			r->skipped++ == 0)
 			r->skipped_example = MemoryContextStrdup(r->call_context,
 													 r->current_series ? r->current_series : "NULL");
 	}
@@ -467,8 +477,11 @@ forecast_table(PG_FUNCTION_ARGS)
 
 	if (receiver.skipped > 0)
 		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " series with fewer than %d points, such as \"%s\"",
-						receiver.skipped, req.min_points, receiver.skipped_example),
-				 errdetail("A forecast needs at least %d points of history.", req.min_points)));
+				(errmsg("skipped " INT64_FORMAT " series with fewer than %d observed points in the last %d steps, such as \"%s\"",
+						receiver.skipped, req.min_points,
+						tst_model_config(req.loaded->model)->context,
+						receiver.skipped_example),
+				 errdetail("A forecast needs at least %d observed points among the last %d steps of a history.",
+						   req.min_points, tst_model_config(req.loaded->model)->context)));
 	return (Datum) 0;
 }
