@@ -110,6 +110,8 @@ EXECUTE forecast_vs_actual('wind');
 \echo '== Mean absolute error over the 14 held-out days'
 \echo 'repeat_last: the last training value (2015-12-17) for every day.'
 \echo 'seasonal_naive: the value of the same day one year (365 days) earlier.'
+\echo 'The model knows nothing of units, so a bound can fall below zero for'
+\echo 'precipitation, and over 14 days of weather a naive forecast can win.'
 WITH holdout AS (
 	SELECT series, ts, value
 	FROM weather
