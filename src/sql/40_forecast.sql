@@ -33,7 +33,7 @@ CREATE AGGREGATE tst.forecast_agg(model text, ts timestamptz, value float8, hori
 CREATE FUNCTION tst.forecast_agg_transfn(internal, text, timestamptz, float8)
 RETURNS internal
 AS 'MODULE_PATHNAME', 'forecast_agg_transfn_default'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION tst.forecast_agg_finalfn(internal, text, timestamptz, float8)
 RETURNS float8[]

@@ -21,3 +21,7 @@ LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL RESTRICTED ROWS 30;
 
 COMMENT ON FUNCTION tst.evaluate(text, text, text, text, text, integer, jsonb) IS
 'backtest a model and naive forecasts over rolling origins of every series of a source';
+
+-- The transition function of the three-argument tst.forecast_agg reads no
+-- table, like its five-argument twin, so both are immutable.
+ALTER FUNCTION tst.forecast_agg_transfn(internal, text, timestamptz, float8) IMMUTABLE;
