@@ -226,12 +226,13 @@ SELECT rel_try_config(config) FROM rel_good_config;
 
 --
 -- Finite weights that overflow: FLT_MAX (bytes ff ff 7f 7f) in the last 100
--- values of head.weight, which end 136 bytes before the end of this model's
--- blob (the head.bias record of 6 x 5 values follows).
+-- values of head.weight, which end 278 bytes before the end of this model's
+-- blob (the head.bias record of 6 x 5 values and the calibration record of
+-- 6 x 5 offsets follow).
 --
 CREATE TABLE rel_good_weights AS SELECT weights FROM tst.models WHERE name = 'rel_const';
 UPDATE tst.models SET weights = (SELECT overlay(weights placing decode(repeat('ffff7f7f', 100), 'hex')
-                                                from octet_length(weights) - 535) FROM rel_good_weights)
+                                                from octet_length(weights) - 677) FROM rel_good_weights)
 WHERE name = 'rel_const';
 SELECT * FROM tst.forecast('rel_const', (SELECT five FROM rel_const));
 UPDATE tst.models SET weights = (SELECT weights FROM rel_good_weights) WHERE name = 'rel_const';

@@ -3,7 +3,8 @@
  *		Save and load a model's parameters as a weights blob.
  *
  * The layout (docs/model-format.md) is a 16-byte header followed by one
- * record per parameter tensor in the order of tst_model_tensor. Every integer
+ * record per parameter tensor in the order of tst_model_tensor, then (from
+ * version 2) one record of the calibration offsets. Every integer
  * and float is little-endian and is encoded byte by byte, so the blob is the
  * same on every host.
  *
@@ -157,6 +158,29 @@ printable_name(const uint8_t *name, size_t length, char *out)
 	out[n] = '\0';
 }
 
+/* Name of the record after the parameters that holds the calibration. */
+#define CALIBRATION_NAME "calibration"
+
+/*
+ * The calibration offsets (H, Q) seen as a tensor record. Saving only reads
+ * them, so casting const away for tst_model_calibration is safe there too.
+ */
+static TstTensor
+calibration_tensor(const TstModel *model)
+{
+	const TstConfig *config = tst_model_config(model);
+	TstTensor	t;
+
+	memset(&t, 0, sizeof(t));
+	t.name = CALIBRATION_NAME;
+	t.ndim = 2;
+	t.shape[0] = config->horizon;
+	t.shape[1] = config->n_quantiles;
+	t.size = (int64_t) config->horizon * config->n_quantiles;
+	t.data = tst_model_calibration((TstModel *) model);
+	return t;
+}
+
 static size_t
 tensor_record_bytes(const TstTensor *tensor)
 {
@@ -181,9 +205,28 @@ tst_model_saved_size(const TstModel *model)
 	size_t		total = HEADER_BYTES;
 	int32_t		i;
 
+	TstTensor	calibration = calibration_tensor(model);
+
 	for (i = 0; i < count; i++)
 		total += tensor_record_bytes(model_tensor(model, i));
-	return total;
+	return total + tensor_record_bytes(&calibration);
+}
+
+/* Write one tensor record at p and return the byte after it. */
+static uint8_t *
+put_record(uint8_t *p, const TstTensor *tensor)
+{
+	size_t		name_length = strlen(tensor->name);
+
+	p = put_u16(p, (uint16_t) name_length);
+	memcpy(p, tensor->name, name_length);
+	p += name_length;
+	p = put_u8(p, (uint8_t) tensor->ndim);
+	for (int32_t d = 0; d < tensor->ndim; d++)
+		p = put_u32(p, (uint32_t) tensor->shape[d]);
+	for (int64_t k = 0; k < tensor->size; k++)
+		p = put_u32(p, float_bits(tensor->data[k]));
+	return p;
 }
 
 void
@@ -192,6 +235,7 @@ tst_model_save(const TstModel *model, uint8_t *buf)
 	int32_t		count = tst_model_num_tensors(model);
 	uint8_t    *p = buf;
 	int32_t		i;
+	TstTensor	calibration = calibration_tensor(model);
 
 	memcpy(p, TST_FORMAT_MAGIC, 4);
 	p += 4;
@@ -200,26 +244,14 @@ tst_model_save(const TstModel *model, uint8_t *buf)
 	p = put_u32(p, (uint32_t) count);
 
 	for (i = 0; i < count; i++)
-	{
-		const TstTensor *tensor = model_tensor(model, i);
-		size_t		name_length = strlen(tensor->name);
-		int32_t		d;
-		int64_t		k;
-
-		p = put_u16(p, (uint16_t) name_length);
-		memcpy(p, tensor->name, name_length);
-		p += name_length;
-		p = put_u8(p, (uint8_t) tensor->ndim);
-		for (d = 0; d < tensor->ndim; d++)
-			p = put_u32(p, (uint32_t) tensor->shape[d]);
-		for (k = 0; k < tensor->size; k++)
-			p = put_u32(p, float_bits(tensor->data[k]));
-	}
+		p = put_record(p, model_tensor(model, i));
+	put_record(p, &calibration);
 }
 
 /* Check the 16-byte header: magic, version, byte-order marker, count. */
 static TstStatus
-check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
+check_header(BlobReader *reader, int32_t expected_count, uint32_t *version_out,
+			 char *errmsg)
 {
 	const uint8_t *magic;
 	uint32_t	version;
@@ -241,12 +273,13 @@ check_header(BlobReader *reader, int32_t expected_count, char *errmsg)
 	}
 
 	read_u32(reader, &version);
-	if (version != TST_FORMAT_VERSION)
+	if (version < TST_FORMAT_MIN_VERSION || version > TST_FORMAT_VERSION)
 	{
-		tst_set_error(errmsg, "unsupported weights format version %u, expected version %d",
-				  version, TST_FORMAT_VERSION);
+		tst_set_error(errmsg, "unsupported weights format version %u, expected version %d to %d",
+				  version, TST_FORMAT_MIN_VERSION, TST_FORMAT_VERSION);
 		return TST_ERR_FORMAT;
 	}
+	*version_out = version;
 
 	read_u32(reader, &marker);
 	if (marker == BYTE_ORDER_MARKER_SWAPPED)
@@ -375,6 +408,8 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 	BlobReader	reader = {buf, len, 0};
 	int32_t		count;
 	int32_t		i;
+	uint32_t	version = 0;
+	TstTensor	calibration;
 	TstStatus	status;
 
 	if (model == NULL || (buf == NULL && len > 0))
@@ -385,7 +420,8 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 	count = tst_model_num_tensors(model);
 
 	/* First pass: validate the whole blob without writing to the model. */
-	status = check_header(&reader, count, errmsg);
+	calibration = calibration_tensor(model);
+	status = check_header(&reader, count, &version, errmsg);
 	if (status != TST_OK)
 		return status;
 	for (i = 0; i < count; i++)
@@ -394,9 +430,16 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 		if (status != TST_OK)
 			return status;
 	}
+	/* Version 2 adds the calibration record, numbered after the tensors. */
+	if (version >= 2)
+	{
+		status = check_record(&reader, count, &calibration, errmsg);
+		if (status != TST_OK)
+			return status;
+	}
 	if (reader.pos != len)
 	{
-		tst_set_error(errmsg, "weights blob has %zu trailing bytes after the last tensor, expected a length of %zu",
+		tst_set_error(errmsg, "weights blob has %zu trailing bytes after the last record, expected a length of %zu",
 				  len - reader.pos, reader.pos);
 		return TST_ERR_FORMAT;
 	}
@@ -414,5 +457,9 @@ tst_model_load(TstModel *model, const uint8_t *buf, size_t len, char *errmsg)
 		copy_values(tensor, buf + reader.pos + record_header);
 		reader.pos += tensor_record_bytes(tensor);
 	}
+	if (version >= 2)
+		copy_values(&calibration, buf + reader.pos + 2 + strlen(CALIBRATION_NAME) + 1 + 8);
+	else
+		tst_model_set_calibration(model, NULL);
 	return TST_OK;
 }

@@ -118,6 +118,7 @@ struct TstModel
 	int64_t		n_params;
 	float	   *params;			/* (n_params) */
 	float	   *grads;			/* (n_params), NULL until enable_grad */
+	float	   *calibration;	/* (H, Q) interval offsets, normalized units */
 
 	BlockActs  *block_acts;		/* (n_layers) */
 	Activations acts;
@@ -294,6 +295,16 @@ tst_model_create(const TstConfig *config, const TstAllocator *allocator,
 	}
 	carve_params(model, model->params, false);
 
+	model->calibration = model_alloc(model, (size_t) config->horizon * config->n_quantiles *
+									 sizeof(float));
+	if (model->calibration == NULL)
+	{
+		tst_set_error(errmsg, "out of memory for the calibration offsets");
+		tst_model_free(model);
+		return TST_ERR_NOMEM;
+	}
+	memset(model->calibration, 0, (size_t) config->horizon * config->n_quantiles * sizeof(float));
+
 	status = tst_pattern_build(&model->pattern, config->attention, config->window,
 							   model->n_patches, allocator, errmsg);
 	if (status != TST_OK)
@@ -318,6 +329,7 @@ tst_model_free(TstModel *model)
 	tst_release(&allocator, model->grad_acts_memory);
 	tst_release(&allocator, model->acts_memory);
 	tst_release(&allocator, model->grads);
+	tst_release(&allocator, model->calibration);
 	tst_release(&allocator, model->params);
 	tst_release(&allocator, model->block_acts);
 	tst_release(&allocator, model->names);
@@ -330,6 +342,23 @@ const TstConfig *
 tst_model_config(const TstModel *model)
 {
 	return &model->config;
+}
+
+float *
+tst_model_calibration(TstModel *model)
+{
+	return model->calibration;
+}
+
+void
+tst_model_set_calibration(TstModel *model, const float *offsets)
+{
+	size_t		bytes = (size_t) model->config.horizon * model->config.n_quantiles * sizeof(float);
+
+	if (offsets == NULL)
+		memset(model->calibration, 0, bytes);
+	else
+		memcpy(model->calibration, offsets, bytes);
 }
 
 int32_t
@@ -689,6 +718,7 @@ forward_pass(TstModel *model, int32_t B, bool dropout, TstRng *rng)
 					  PARAM(model, final_tensor(model, F_LNF_B)), R, D);
 	linear_forward(a->pred, a->lnf, PARAM(model, final_tensor(model, F_HEAD_W)),
 				   PARAM(model, final_tensor(model, F_HEAD_B)), B, N * D, HQ);
+
 }
 
 /* Return the index of the first non-finite value of x (n), or -1. */
@@ -1037,16 +1067,27 @@ tst_model_forecast(TstModel *model, const double *x, int32_t batch,
 			}
 		}
 
+		/*
+		 * Sort each step's quantiles, add the calibration offsets, sort again
+		 * (a negative offset may cross two levels), then de-normalize. The
+		 * scale is positive, so de-normalizing keeps the order.
+		 */
 		for (int32_t b = 0; b < B; b++)
 		{
 			for (int32_t h = 0; h < H; h++)
 			{
 				const float *y = a->pred + ((size_t) b * H + h) * Q;
+				const float *cal = model->calibration + (size_t) h * Q;
 				double	   *o = out + (((size_t) first + b) * H + h) * Q;
 
 				for (int32_t q = 0; q < Q; q++)
-					o[q] = (double) y[q] * a->scales[b] + a->means[b];
+					o[q] = (double) y[q];
 				sort_small(o, Q);
+				for (int32_t q = 0; q < Q; q++)
+					o[q] += (double) cal[q];
+				sort_small(o, Q);
+				for (int32_t q = 0; q < Q; q++)
+					o[q] = o[q] * a->scales[b] + a->means[b];
 			}
 		}
 	}

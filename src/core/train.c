@@ -19,7 +19,7 @@
  * then follows a cosine down to 10% of the base rate at the last step.
  * After each epoch the validation loss, without dropout, decides early
  * stopping. The parameters of the best epoch are copied aside and restored
- * at the end.
+ * at the end, and the validation windows then calibrate the intervals.
  *
  * check_interrupt may longjmp out of the loop (PostgreSQL's
  * CHECK_FOR_INTERRUPTS), so every block the loop allocates comes from the
@@ -35,6 +35,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Final learning rate of the cosine schedule, as a share of the base rate. */
@@ -789,6 +790,184 @@ run_epochs(TrainState *state, TstTrainResult *result, char *errmsg)
 	return TST_OK;
 }
 
+/*
+ * Calibration
+ *
+ * Split-conformal, per horizon step and per pair of levels (tau, 1 - tau),
+ * in the style of conformalized quantile regression (docs/model.md,
+ * "Calibration"). For the interval [lo, hi] of a pair at step h, each
+ * validation window scores E = max(lo - y, y - hi) in normalized units; the
+ * offset d is the k-th smallest score, k = ceil((n + 1) (tau_hi - tau_lo))
+ * capped at n, and the calibrated interval is [lo - d, hi + d].
+ */
+
+/* Scores kept at most, over all pairs and steps; more windows are thinned. */
+#define CALIBRATION_MAX_SCORES ((int64_t) 1 << 24)
+
+/* Find the pairs (lo, hi) of levels with tau_lo + tau_hi = 1, tau_lo < 0.5. */
+static int32_t
+level_pairs(const TstConfig *config, int32_t *lo, int32_t *hi)
+{
+	int32_t		n = 0;
+
+	for (int32_t a = 0; a < config->n_quantiles; a++)
+		for (int32_t b = config->n_quantiles - 1; b > a; b--)
+			if (fabs((double) config->quantiles[a] + config->quantiles[b] - 1.0) < 1e-6)
+			{
+				lo[n] = a;
+				hi[n] = b;
+				n++;
+				break;
+			}
+	return n;
+}
+
+static int
+compare_floats(const void *a, const void *b)
+{
+	float		x = *(const float *) a;
+	float		y = *(const float *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sort n floats ascending; n is at most TST_MAX_QUANTILES. */
+static void
+sort_levels(float *v, int32_t n)
+{
+	for (int32_t i = 1; i < n; i++)
+	{
+		float		key = v[i];
+		int32_t		j = i - 1;
+
+		while (j >= 0 && v[j] > key)
+		{
+			v[j + 1] = v[j];
+			j--;
+		}
+		v[j + 1] = key;
+	}
+}
+
+/*
+ * Set the model's calibration offsets from every stride-th validation window
+ * (stride 1 unless the scores would exceed CALIBRATION_MAX_SCORES). Levels
+ * without a partner keep offset 0. Sets result->calibration_windows.
+ */
+static TstStatus
+calibrate(TrainState *state, TstTrainResult *result, char *errmsg)
+{
+	const TstConfig *config = tst_model_config(state->model);
+	int32_t		H = config->horizon;
+	int32_t		Q = config->n_quantiles;
+	int32_t		lo[TST_MAX_QUANTILES];
+	int32_t		hi[TST_MAX_QUANTILES];
+	int32_t		n_pairs = level_pairs(config, lo, hi);
+	int64_t		per_window;
+	int64_t		stride;
+	int64_t		n_used;
+	int64_t		used = 0;
+	float	   *scores = NULL;
+	float	   *pred = NULL;
+	float	   *offsets = NULL;
+	TrainWindow *batch = NULL;
+	TstStatus	status;
+
+	if (n_pairs == 0 || state->n_valid == 0)
+	{
+		tst_model_set_calibration(state->model, NULL);
+		return TST_OK;
+	}
+	per_window = (int64_t) H * n_pairs;
+	stride = (state->n_valid * per_window + CALIBRATION_MAX_SCORES - 1) / CALIBRATION_MAX_SCORES;
+	if (stride < 1)
+		stride = 1;
+	n_used = (state->n_valid + stride - 1) / stride;
+
+	status = train_alloc(state, n_used * per_window, sizeof(float), "calibration scores",
+						 (void **) &scores, errmsg);
+	if (status == TST_OK)
+		status = train_alloc(state, (int64_t) state->batch_rows * H * Q, sizeof(float),
+							 "calibration predictions", (void **) &pred, errmsg);
+	if (status == TST_OK)
+		status = train_alloc(state, (int64_t) H * Q, sizeof(float), "calibration offsets",
+							 (void **) &offsets, errmsg);
+	if (status == TST_OK)
+		status = train_alloc(state, state->batch_rows, sizeof(TrainWindow),
+							 "calibration windows", (void **) &batch, errmsg);
+
+	/* Score the windows: scores[(p * H + h) * n_used + i]. */
+	while (status == TST_OK && used < n_used)
+	{
+		int32_t		count = 0;
+
+		if (interrupt_requested(state))
+		{
+			tst_set_error(errmsg, "training cancelled during calibration");
+			status = TST_ERR_CANCELLED;
+			break;
+		}
+		while (count < state->batch_rows && used + count < n_used)
+		{
+			batch[count] = state->valid[(used + count) * stride];
+			count++;
+		}
+		status = fill_batch(state, batch, count, errmsg);
+		if (status != TST_OK)
+			break;
+		status = tst_model_forward(state->model, state->xn, NULL, count, false, NULL,
+								   pred, NULL, errmsg);
+		if (status != TST_OK)
+			break;
+		for (int32_t b = 0; b < count; b++)
+			for (int32_t h = 0; h < H; h++)
+			{
+				float	   *v = pred + ((int64_t) b * H + h) * Q;
+				float		y = state->yn[(int64_t) b * H + h];
+
+				sort_levels(v, Q);
+				for (int32_t p = 0; p < n_pairs; p++)
+				{
+					float		below = v[lo[p]] - y;
+					float		above = y - v[hi[p]];
+
+					scores[((int64_t) p * H + h) * n_used + used + b] = below > above ? below : above;
+				}
+			}
+		used += count;
+	}
+
+	if (status == TST_OK)
+	{
+		memset(offsets, 0, (size_t) H * Q * sizeof(float));
+		for (int32_t p = 0; p < n_pairs; p++)
+		{
+			double		level = (double) config->quantiles[hi[p]] - config->quantiles[lo[p]];
+			int64_t		k = (int64_t) ceil((double) (n_used + 1) * level - 1e-9);
+
+			if (k > n_used)
+				k = n_used;
+			if (k < 1)
+				k = 1;
+			for (int32_t h = 0; h < H; h++)
+			{
+				float	   *column = scores + ((int64_t) p * H + h) * n_used;
+
+				qsort(column, (size_t) n_used, sizeof(float), compare_floats);
+				offsets[h * Q + lo[p]] = -column[k - 1];
+				offsets[h * Q + hi[p]] = column[k - 1];
+			}
+		}
+		tst_model_set_calibration(state->model, offsets);
+		result->calibration_windows = n_used;
+	}
+	train_free(state, batch);
+	train_free(state, offsets);
+	train_free(state, pred);
+	train_free(state, scores);
+	return status;
+}
+
 /* Release what the loop allocated; the model's gradients stay. */
 static void
 release_state(TrainState *state)
@@ -842,6 +1021,8 @@ tst_train(TstModel *model, const TstSeriesSet *data,
 		result->validation_windows = state.n_valid;
 		status = run_epochs(&state, result, errmsg);
 	}
+	if (status == TST_OK)
+		status = calibrate(&state, result, errmsg);
 
 	release_state(&state);
 	result->seconds = tst_now_seconds() - state.start_seconds;

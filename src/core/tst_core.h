@@ -175,6 +175,18 @@ TstStatus	tst_model_forecast(TstModel *model, const double *x, int32_t batch,
 							   double *out, char *errmsg);
 
 /*
+ * Interval calibration (docs/model.md, "Calibration"): offsets (H, Q) in
+ * normalized units that tst_model_forecast adds to the sorted quantiles of
+ * each step. A new model has every offset 0, which leaves the raw quantiles.
+ * tst_train sets them from the validation windows; the weights blob stores
+ * them (format version 2).
+ */
+float	   *tst_model_calibration(TstModel *model);
+
+/* Copy offsets (H, Q) into the model; NULL sets every offset to 0. */
+void		tst_model_set_calibration(TstModel *model, const float *offsets);
+
+/*
  * Training-mode forward on normalized inputs: xn (B, L), yn (B, H) targets
  * normalized with each window's own statistics. Writes the normalized
  * predictions to pred (B, H, Q) when pred is not NULL and the mean pinball
@@ -282,6 +294,7 @@ typedef struct TstTrainResult
 	int64_t		train_windows;
 	int64_t		validation_windows;
 	double		seconds;
+	int64_t		calibration_windows;	/* validation windows scored for calibration */
 	int32_t		n_history;		/* entries filled in the arrays below */
 	double		train_loss[TST_MAX_EPOCHS];
 	double		validation_loss[TST_MAX_EPOCHS];
@@ -298,18 +311,21 @@ TstStatus	tst_train(TstModel *model, const TstSeriesSet *data,
 
 /* Weights blob (docs/model-format.md). */
 #define TST_FORMAT_MAGIC "TSTW"
-#define TST_FORMAT_VERSION 1
+#define TST_FORMAT_VERSION 2
+/* The oldest version tst_model_load reads (no calibration record). */
+#define TST_FORMAT_MIN_VERSION 1
 
 /* Size in bytes of the blob that tst_model_save writes. */
 size_t		tst_model_saved_size(const TstModel *model);
 
-/* Write the model's parameters into buf, which holds saved_size bytes. */
+/* Write the model's parameters and calibration into buf (saved_size bytes). */
 void		tst_model_save(const TstModel *model, uint8_t *buf);
 
 /*
- * Read parameters from a blob into a model created from the matching
- * configuration. Checks the header, every tensor name, shape and value
- * (finite), and the exact length; never reads past len.
+ * Read parameters and calibration from a blob into a model created from the
+ * matching configuration. Checks the header, every tensor name, shape and
+ * value (finite), and the exact length; never reads past len. A version 1
+ * blob has no calibration record and leaves every offset 0.
  */
 TstStatus	tst_model_load(TstModel *model, const uint8_t *buf, size_t len,
 						   char *errmsg);

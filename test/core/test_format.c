@@ -16,6 +16,8 @@
 #define OFFSET_MARKER 8
 #define OFFSET_COUNT 12
 #define OFFSET_FIRST_RECORD 16
+/* The calibration record of small_config(): name length, name, ndim, (H, Q). */
+#define CALIBRATION_RECORD_BYTES (2 + 11 + 1 + 8 + 4 * 3 * 3)
 
 /* A small model so that truncating the blob at every length stays fast. */
 static TstConfig
@@ -212,12 +214,16 @@ TEST(round_trip_restores_every_value)
 	CHECK(target != NULL);
 	if (source == NULL || target == NULL)
 		return;
+	for (int32_t i = 0; i < config.horizon * config.n_quantiles; i++)
+		tst_model_calibration(source)[i] = 0.25f * (float) (i - 4);
 	blob = save_blob(source, &len);
 	expected = snapshot(source);
 
 	CHECK(tst_model_load(target, blob, len, errmsg) == TST_OK);
 	CHECK(errmsg[0] == '\0');
 	CHECK(matches_snapshot(target, expected));
+	CHECK(memcmp(tst_model_calibration(target), tst_model_calibration(source),
+				 sizeof(float) * (size_t) (config.horizon * config.n_quantiles)) == 0);
 
 	free(expected);
 	free(blob);
@@ -244,9 +250,11 @@ TEST(saved_size_matches_layout)
 		expected += 2 + strlen(tensor->name) + 1 + 4 * (size_t) tensor->ndim +
 			4 * (size_t) tensor->size;
 	}
+	expected += 2 + strlen("calibration") + 1 + 8 +
+		4 * (size_t) (config.horizon * config.n_quantiles);
 	blob = save_blob(model, &len);
 	CHECK(len == expected);
-	CHECK(record_offset(model, tst_model_num_tensors(model)) == len);
+	CHECK(record_offset(model, tst_model_num_tensors(model)) + CALIBRATION_RECORD_BYTES == len);
 
 	free(blob);
 	tst_model_free(model);
@@ -270,7 +278,7 @@ TEST(header_and_first_record_bytes)
 	first = tst_model_tensor(model, 0);
 
 	CHECK(memcmp(blob, "TSTW", 4) == 0);
-	CHECK(read_le32(blob + OFFSET_VERSION) == 1);
+	CHECK(read_le32(blob + OFFSET_VERSION) == 2);
 	CHECK(blob[OFFSET_MARKER] == 0x04);
 	CHECK(blob[OFFSET_MARKER + 3] == 0x01);
 	CHECK(read_le32(blob + OFFSET_COUNT) == (uint32_t) tst_model_num_tensors(model));
@@ -310,7 +318,11 @@ TEST(truncated_blob_rejected_at_every_length)
 	expect_message(&config, blob, 10,
 				   "weights blob is 10 bytes, shorter than the 16-byte header");
 	expect_message(&config, blob, len - 1,
+				   "weights blob ends at byte 2115, inside the values of tensor 19 (\"calibration\")");
+	expect_message(&config, blob, len - CALIBRATION_RECORD_BYTES - 1,
 				   "weights blob ends at byte 2057, inside the values of tensor 18 (\"head.bias\")");
+	expect_message(&config, blob, len - CALIBRATION_RECORD_BYTES,
+				   "weights blob ends at byte 2058, inside the name length of tensor 19 (\"calibration\")");
 
 	free(blob);
 	tst_model_free(model);
@@ -372,12 +384,17 @@ TEST(other_version_rejected)
 		return;
 	blob = save_blob(model, &len);
 
-	write_le32(blob + OFFSET_VERSION, 2);
+	write_le32(blob + OFFSET_VERSION, 3);
 	expect_message(&config, blob, len,
-				   "unsupported weights format version 2, expected version 1");
+				   "unsupported weights format version 3, expected version 1 to 2");
 	write_le32(blob + OFFSET_VERSION, 0);
 	expect_message(&config, blob, len,
-				   "unsupported weights format version 0, expected version 1");
+				   "unsupported weights format version 0, expected version 1 to 2");
+
+	/* Version 1 has no calibration record, so the record is trailing bytes. */
+	write_le32(blob + OFFSET_VERSION, 1);
+	expect_message(&config, blob, len,
+				   "weights blob has 58 trailing bytes after the last record, expected a length of 2058");
 
 	free(blob);
 	tst_model_free(model);
@@ -448,11 +465,15 @@ TEST(nan_or_infinity_value_rejected)
 	expect_message(&config, blob, len,
 				   "tensor 2 (\"pos\") element 5 is infinite, expected a finite value");
 
-	/* A NaN in the last value, after every other check has passed. */
+	/* A NaN in the last parameter, and in the last calibration offset. */
 	write_le32(blob + at, 0);
-	write_le32(blob + len - 4, 0x7f800001);
+	write_le32(blob + len - CALIBRATION_RECORD_BYTES - 4, 0x7f800001);
 	expect_message(&config, blob, len,
 				   "tensor 18 (\"head.bias\") element 8 is nan, expected a finite value");
+	write_le32(blob + len - CALIBRATION_RECORD_BYTES - 4, 0);
+	write_le32(blob + len - 4, 0x7f800001);
+	expect_message(&config, blob, len,
+				   "tensor 19 (\"calibration\") element 8 is nan, expected a finite value");
 
 	free(blob);
 	tst_model_free(model);
@@ -491,7 +512,7 @@ TEST(wrong_tensor_name_rejected)
 	blob[record_offset(model, 1)] = 0xff;
 	blob[record_offset(model, 1) + 1] = 0xff;
 	expect_message(&config, blob, len,
-				   "weights blob ends at byte 2058, inside the name of tensor 1 (\"patch.bias\")");
+				   "weights blob ends at byte 2116, inside the name of tensor 1 (\"patch.bias\")");
 
 	free(blob);
 	tst_model_free(model);
@@ -567,14 +588,47 @@ TEST(trailing_bytes_rejected)
 	{
 		memcpy(longer, blob, len);
 		expect_message(&config, longer, len + 1,
-					   "weights blob has 1 trailing bytes after the last tensor, expected a length of 2058");
+					   "weights blob has 1 trailing bytes after the last record, expected a length of 2116");
 		expect_message(&config, longer, len + 3,
-					   "weights blob has 3 trailing bytes after the last tensor, expected a length of 2058");
+					   "weights blob has 3 trailing bytes after the last record, expected a length of 2116");
 	}
 
 	free(longer);
 	free(blob);
 	tst_model_free(model);
+}
+
+/* A version 1 blob (no calibration record) loads and leaves every offset 0. */
+TEST(version_1_blob_loads_uncalibrated)
+{
+	TstConfig	config = small_config();
+	TstModel   *source = make_model(&config, 1);
+	TstModel   *target = make_model(&config, 2);
+	char		errmsg[TST_ERRMSG_LEN] = "";
+	uint8_t    *blob;
+	size_t		len;
+	float	   *expected;
+	int32_t		n = config.horizon * config.n_quantiles;
+
+	CHECK(source != NULL);
+	CHECK(target != NULL);
+	if (source == NULL || target == NULL)
+		return;
+	blob = save_blob(source, &len);
+	expected = snapshot(source);
+	for (int32_t i = 0; i < n; i++)
+		tst_model_calibration(target)[i] = 1.0f;
+
+	write_le32(blob + OFFSET_VERSION, 1);
+	CHECK(tst_model_load(target, blob, len - CALIBRATION_RECORD_BYTES, errmsg) == TST_OK);
+	CHECK(matches_snapshot(target, expected));
+	for (int32_t i = 0; i < n; i++)
+		CHECK(tst_model_calibration(target)[i] == 0.0f);
+
+	free(expected);
+	free(blob);
+	tst_model_free(source);
+	tst_model_free(target);
 }
 
 int
@@ -593,5 +647,6 @@ main(void)
 	RUN(wrong_tensor_name_rejected);
 	RUN(wrong_tensor_shape_rejected);
 	RUN(trailing_bytes_rejected);
+	RUN(version_1_blob_loads_uncalibrated);
 	return test_summary();
 }

@@ -581,9 +581,130 @@ TEST(time_limit_stops)
 	CHECK(tst_train(model, &series.set, &options, &callbacks, result, errmsg) == TST_OK);
 	CHECK(result->epochs_run == 0);
 	CHECK(result->best_epoch == 0);
-	CHECK(log.interrupt_calls == 2);
+	/* Before the first and second batches, then per calibration batch of 8. */
+	CHECK(log.interrupt_calls == 2 + (result->validation_windows + 7) / 8);
 	CHECK(log.epochs_reported == 0);
 
+	free_series(&series);
+	free(result);
+	tst_model_free(model);
+}
+
+/*
+ * Calibration: with validation, every validation window is scored, and the
+ * calibrated 80% and 95% intervals of tst_model_forecast cover at least that
+ * share of the validation targets and at most 2 windows' worth more (the
+ * split-conformal quantile is taken on those same windows). Without
+ * validation, every offset is 0.
+ */
+TEST(calibration_covers_validation)
+{
+	TstConfig	config = small_config();
+	TstModel   *model = make_model(&config, 4);
+	TstTrainResult *result = new_result();
+	TestSeries	series;
+	TstTrainOptions options;
+	TstRng		rng;
+	char		errmsg[TST_ERRMSG_LEN] = "";
+	int32_t		L = config.context;
+	int32_t		H = config.horizon;
+	int32_t		Q = config.n_quantiles;
+	int32_t		series_index[4096];
+	int64_t		offsets[4096];
+	int64_t		count;
+	double	   *x;
+	double	   *out;
+	int64_t		inside80 = 0;
+	int64_t		inside95 = 0;
+	float		calibration[8 * 5];
+
+	/* Noisy sines, so that the raw intervals are not exact. */
+	make_sines(&series, 2, 300);
+	tst_rng_seed(&rng, 11);
+	for (int32_t s = 0; s < 2; s++)
+		for (int64_t t = 0; t < 300; t++)
+			series.values[s][t] += 0.5 * (tst_rng_uniform(&rng) - 0.5);
+	tst_train_options_default(&options);
+	options.epochs = 3;
+	options.batch_size = 16;
+	options.validation_fraction = 0.3;
+
+	CHECK(tst_train(model, &series.set, &options, NULL, result, errmsg) == TST_OK);
+	CHECK(result->calibration_windows == result->validation_windows);
+	count = validation_windows(&series.set, L, H, options.validation_fraction,
+							   series_index, offsets, 4096);
+	CHECK(count == result->validation_windows);
+	x = malloc(sizeof(double) * (size_t) (count * L));
+	out = malloc(sizeof(double) * (size_t) (count * H * Q));
+	for (int64_t w = 0; w < count; w++)
+		memcpy(x + w * L, series.values[series_index[w]] + offsets[w], sizeof(double) * L);
+	CHECK(tst_model_forecast(model, x, (int32_t) count, out, errmsg) == TST_OK);
+
+	/*
+	 * Check the split-conformal offsets on the raw forecasts (offsets set to
+	 * 0): per step, the raw interval of each pair widened by its offset covers
+	 * k = ceil(0.8 (n + 1)) or ceil(0.95 (n + 1)) of the n validation
+	 * targets, up to ties and the float32 rounding of the scores.
+	 */
+	memcpy(calibration, tst_model_calibration(model), sizeof(float) * (size_t) (H * Q));
+	tst_model_set_calibration(model, NULL);
+	CHECK(tst_model_forecast(model, x, (int32_t) count, out, errmsg) == TST_OK);
+	for (int32_t h = 0; h < H; h++)
+	{
+		int64_t		step80 = 0;
+		int64_t		step95 = 0;
+
+		for (int64_t w = 0; w < count; w++)
+		{
+			const double *o = out + (w * H + h) * Q;
+			const float *d = calibration + h * Q;
+			double		y = series.values[series_index[w]][offsets[w] + L + h];
+			double		mean;
+			double		scale;
+			float	   *xn = malloc(sizeof(float) * (size_t) L);
+
+			/* Offsets are in normalized units: times the window's scale. */
+			tst_normalize_window(x + w * L, L, xn, &mean, &scale);
+			free(xn);
+			step80 += y >= o[1] + d[1] * scale - 1e-9 && y <= o[3] + d[3] * scale + 1e-9;
+			step95 += y >= o[0] + d[0] * scale - 1e-9 && y <= o[4] + d[4] * scale + 1e-9;
+		}
+		CHECK(llabs(step80 - (int64_t) ceil(0.8 * (double) (count + 1))) <= 1);
+		CHECK(llabs(step95 - (int64_t) ceil(0.95 * (double) (count + 1))) <= 1);
+		CHECK(calibration[h * Q] == -calibration[h * Q + 4]);
+		CHECK(calibration[h * Q + 1] == -calibration[h * Q + 3]);
+	}
+	tst_model_set_calibration(model, calibration);
+
+	/* The calibrated, sorted forecasts cover about the nominal share overall. */
+	CHECK(tst_model_forecast(model, x, (int32_t) count, out, errmsg) == TST_OK);
+	for (int64_t w = 0; w < count; w++)
+		for (int32_t h = 0; h < H; h++)
+		{
+			const double *o = out + (w * H + h) * Q;
+			double		y = series.values[series_index[w]][offsets[w] + L + h];
+
+			inside80 += y >= o[1] && y <= o[3];
+			inside95 += y >= o[0] && y <= o[4];
+		}
+	printf("    validation coverage after calibration: 80%% interval %.3f, 95%% interval %.3f\n",
+		   (double) inside80 / (double) (count * H), (double) inside95 / (double) (count * H));
+	CHECK(fabs((double) inside80 / (double) (count * H) - 0.8) < 0.03);
+	CHECK(fabs((double) inside95 / (double) (count * H) - 0.95) < 0.03);
+	/* The median has no partner level, so its offset stays 0. */
+	for (int32_t h = 0; h < H; h++)
+		CHECK(tst_model_calibration(model)[h * Q + 2] == 0.0f);
+
+	/* Without validation the offsets return to 0. */
+	options.validation_fraction = 0.0;
+	options.epochs = 1;
+	CHECK(tst_train(model, &series.set, &options, NULL, result, errmsg) == TST_OK);
+	CHECK(result->calibration_windows == 0);
+	for (int32_t i = 0; i < H * Q; i++)
+		CHECK(tst_model_calibration(model)[i] == 0.0f);
+
+	free(x);
+	free(out);
 	free_series(&series);
 	free(result);
 	tst_model_free(model);
@@ -764,6 +885,7 @@ main(void)
 	RUN(interrupt_cancels);
 	RUN(window_cap_limits_batches);
 	RUN(time_limit_stops);
+	RUN(calibration_covers_validation);
 	RUN(short_series_no_data);
 	RUN(nonfinite_data_rejected);
 	RUN(invalid_options_rejected);

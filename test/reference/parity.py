@@ -7,8 +7,9 @@ targets, runs parity_driver (the C engine: forward, backward, forecast and 20
 AdamW steps on one batch) and tst_reference (PyTorch), and checks:
 
   start   the attention pattern (exactly), the normalized inputs (1e-6),
-          the normalized predictions and the forecasts (1e-4), against the
-          float64 reference
+          the normalized predictions and the forecasts with random
+          calibration offsets (1e-4), against the float64 reference, and the
+          calibration record the engine saves (exactly)
   steps   at each AdamW step k, from the engine's own parameters params_k:
           the loss (1e-4) and every parameter gradient (1e-3) against the
           float64 reference, the gradient norm (1e-4), and the update
@@ -176,7 +177,7 @@ def draw_series(config, batch, edge_rows, rng):
     return series[:, :config.context].copy(), series[:, config.context:].copy()
 
 
-def write_case(directory, config, training, weights, x, y):
+def write_case(directory, config, training, weights, calibration, x, y):
     lines = [
         f"context {config.context}",
         f"horizon {config.horizon}",
@@ -194,7 +195,7 @@ def write_case(directory, config, training, weights, x, y):
     with open(os.path.join(directory, "case.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(directory, "weights.tstw"), "wb") as f:
-        f.write(export.write_blob(weights))
+        f.write(export.write_blob(weights, calibration))
     x.astype("<f8").tofile(os.path.join(directory, "x.f64"))
     y.astype("<f8").tofile(os.path.join(directory, "y.f64"))
 
@@ -207,12 +208,17 @@ def read_driver_output(directory, config, training):
         with open(os.path.join(directory, name), "rb") as f:
             return export.read_blob(f.read())
 
+    def calibration_of(name):
+        with open(os.path.join(directory, name), "rb") as f:
+            return export.read_blob_calibration(f.read())[1]
+
     batch, n_quantiles = training["batch"], len(config.quantiles)
     out = {
         "xn": values("xn.f32", "<f4", (batch, config.context)),
         "pred": values("pred.f32", "<f4", (batch, config.horizon, n_quantiles)),
         "forecast": values("forecast.f64", "<f8", (batch, config.horizon, n_quantiles)),
         "params": [blob(f"params_{k}.tstw") for k in range(training["steps"] + 1)],
+        "calibration": calibration_of("params_0.tstw"),
         "grads": [blob(f"grads_{k}.tstw") for k in range(training["steps"])],
         "step_loss": [],
         "step_grad_norm": [],
@@ -302,6 +308,8 @@ def check_start(checks, config, x, y, c_out):
     checks.append(("attention pattern: rows that differ", differing, 0))
 
     model = reference_model(config, c_out["params"][0], torch.float64)
+    with torch.no_grad():
+        model.calibration.copy_(torch.from_numpy(c_out["calibration"]))
     pred = model(xn)
     check(checks, "xn", c_out["xn"], xn.numpy(), TOL_NORMALIZED_INPUT)
     check(checks, "pred", c_out["pred"], pred.detach().numpy(), TOL_FORWARD)
@@ -411,10 +419,13 @@ def run_case(driver, name, seed, overrides, work_dir, verbose):
     rng = np.random.default_rng(seed + 1000)
     weights = draw_weights(ref.TstModel(config), rng)
     x, y = draw_series(config, training["batch"], edge_rows, rng)
+    # Offsets of either sign, large enough to cross neighbouring levels.
+    calibration = rng.uniform(-0.5, 0.5, (config.horizon, len(config.quantiles)))
+    calibration = calibration.astype(np.float32)
 
     directory = os.path.join(work_dir, name)
     os.makedirs(directory, exist_ok=True)
-    write_case(directory, config, training, weights, x, y)
+    write_case(directory, config, training, weights, calibration, x, y)
     run = subprocess.run([driver, directory], capture_output=True, text=True)
     if run.returncode != 0:
         print(f"not ok - {name}: parity_driver failed: {run.stderr.strip()}")
@@ -422,6 +433,7 @@ def run_case(driver, name, seed, overrides, work_dir, verbose):
 
     c_out = read_driver_output(directory, config, training)
     checks, compared = compare(config, training, weights, x, y, c_out)
+    check(checks, "calibration saved as loaded", c_out["calibration"], calibration, 0.0)
     failures = [(label, error, tol) for label, error, tol in checks if not error <= tol]
     if failures:
         label, error, tol = failures[0]

@@ -161,6 +161,10 @@ class TstModel(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(n_tokens * d_model, n_outputs)
+        # Interval offsets (H, Q) in normalized units, added to the sorted
+        # quantiles at inference; not a parameter (docs/model.md, Calibration).
+        self.register_buffer("calibration",
+                             torch.zeros(config.horizon, len(config.quantiles)))
         starts = torch.tensor(config.patch_starts())
         self.register_buffer("patch_index",
                              starts[:, None] + torch.arange(config.patch_len)[None, :],
@@ -196,12 +200,16 @@ class TstModel(nn.Module):
         return y.view(batch, config.horizon, len(config.quantiles))
 
     def forecast(self, x):
-        """Forecast raw windows x (B, L): de-normalized quantiles (B, H, Q), sorted."""
+        """Forecast raw windows x (B, L): de-normalized quantiles (B, H, Q), sorted.
+
+        Each step's quantiles are sorted, shifted by the calibration offsets
+        and sorted again before de-normalizing."""
         xn, mean, scale = normalize(x)
         with torch.no_grad():
             y = self.forward(xn).to(torch.float64)
-        out = y * scale[:, None, None] + mean[:, None, None]
-        return out.sort(dim=2).values
+        y = y.sort(dim=2).values + self.calibration.to(torch.float64)[None, :, :]
+        y = y.sort(dim=2).values
+        return y * scale[:, None, None] + mean[:, None, None]
 
 
 def pinball_loss(pred, yn, quantiles):
