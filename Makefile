@@ -46,9 +46,10 @@ core-test:
 test:
 	bash test/run-all.sh
 
-# Every suite of make test, with each libFuzzer target run for 60 s.
+# Every suite of make test, with each libFuzzer target run for 60 s, and the
+# TAP tests that run only with TST_TEST_LONG=1 (the 60 s pgbench run).
 test-long:
-	TST_FUZZ_SECONDS=60 bash test/run-all.sh
+	TST_FUZZ_SECONDS=60 TST_TEST_LONG=1 bash test/run-all.sh
 
 demo:
 	bash demo/run.sh

@@ -10,7 +10,8 @@
 #   ett        ETTh1 forecast test, test/ett/run.sh    } pg_virtualenv cluster
 #   sanitize   engine unit tests under ASan and UBSan, test/fuzz core-check
 #   fuzz       libFuzzer targets, test/fuzz run (TST_FUZZ_SECONDS each)
-#   tap        PostgreSQL TAP tests, test/tap/*.pl through prove
+#   tap        PostgreSQL TAP tests, test/tap/*.pl through prove; the long
+#              ones skip themselves unless TST_TEST_LONG=1 (make test-long)
 #
 # Each suite reports "N passed, N failed" (pg_regress and prove have their own
 # summaries, parsed below). A suite that exits non-zero without a failed count,
