@@ -18,7 +18,12 @@
  * costs O(row length * DH), so local attention is O(N W) per head and never
  * builds a masked N x N matrix.
  */
+/* sigset_t and pthread_sigmask under -std=c11. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -61,7 +66,7 @@ use_avx2(void)
 	static void name##_baseline params { name##_body args; } \
 	__attribute__((target("avx2,fma"))) \
 	static void name##_avx2 params { name##_body args; } \
-	void name params \
+	static void name##_serial params \
 	{ \
 		if (use_avx2()) \
 			name##_avx2 args; \
@@ -70,7 +75,7 @@ use_avx2(void)
 	}
 #else
 #define DISPATCH(name, params, args) \
-	void name params { name##_body args; }
+	static void name##_serial params { name##_body args; }
 #endif
 
 /* Sum of x (n) over LANES accumulators, added in a fixed order. */
@@ -261,8 +266,8 @@ position_backward(float *dpos, const float *dout, int B, int N, int D)
 	}
 }
 
-void
-gelu_forward(float *out, const float *inp, size_t n)
+static void
+gelu_forward_serial(float *out, const float *inp, size_t n)
 {
 	const float inv_sqrt2 = 0.70710678118654752f;
 
@@ -270,8 +275,8 @@ gelu_forward(float *out, const float *inp, size_t n)
 		out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * inv_sqrt2));
 }
 
-void
-gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+static void
+gelu_backward_serial(float *dinp, const float *inp, const float *dout, size_t n)
 {
 	const float inv_sqrt2 = 0.70710678118654752f;
 	const float inv_sqrt2pi = 0.39894228040143268f;
@@ -310,17 +315,16 @@ layernorm_forward_body(float *restrict out, float *restrict mean, float *restric
 	}
 }
 
+/* Parameter gradients of layer norm: column sums over rows, in double like sum_rows. */
 KERNEL_BODY void
-layernorm_backward_body(float *restrict dinp, float *restrict dweight, float *restrict dbias,
-						const float *restrict dout, const float *restrict inp,
-						const float *restrict weight, const float *restrict mean,
-						const float *restrict rstd, int rows, int C)
+layernorm_param_grads_body(float *restrict dweight, float *restrict dbias,
+						   const float *restrict dout, const float *restrict inp,
+						   const float *restrict mean, const float *restrict rstd,
+						   int rows, int C)
 {
 	double		dw_acc[REDUCE_BLOCK];
 	double		db_acc[REDUCE_BLOCK];
-	float		scratch[REDUCE_BLOCK];
 
-	/* Parameter gradients: column sums over rows, in double like sum_rows. */
 	for (int c0 = 0; c0 < C; c0 += REDUCE_BLOCK)
 	{
 		int			width = C - c0 < REDUCE_BLOCK ? C - c0 : REDUCE_BLOCK;
@@ -349,8 +353,17 @@ layernorm_backward_body(float *restrict dinp, float *restrict dweight, float *re
 			dbias[c0 + c] += (float) db_acc[c];
 		}
 	}
+}
 
-	/* Input gradient, row by row; scratch holds dout * weight of a block. */
+/* Input gradient of layer norm, row by row; scratch holds dout * weight of a block. */
+KERNEL_BODY void
+layernorm_input_grads_body(float *restrict dinp, const float *restrict dout,
+						   const float *restrict inp, const float *restrict weight,
+						   const float *restrict mean, const float *restrict rstd,
+						   int rows, int C)
+{
+	float		scratch[REDUCE_BLOCK];
+
 	for (int r = 0; r < rows; r++)
 	{
 		const float *restrict x = inp + (size_t) r * C;
@@ -556,17 +569,21 @@ attention_backward_body(float *restrict dqkv, const float *restrict dout,
 }
 
 /*
- * The exported kernels: each calls its body compiled for AVX2 and FMA when
- * the CPU has both, and the baseline build otherwise.
+ * Serial versions of the kernels: each calls its body compiled for AVX2 and
+ * FMA when the CPU has both, and the baseline build otherwise.
  */
 DISPATCH(layernorm_forward,
 		 (float *out, float *mean, float *rstd, const float *inp, const float *weight,
 		  const float *bias, int rows, int C),
 		 (out, mean, rstd, inp, weight, bias, rows, C))
-DISPATCH(layernorm_backward,
-		 (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-		  const float *weight, const float *mean, const float *rstd, int rows, int C),
-		 (dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, C))
+DISPATCH(layernorm_param_grads,
+		 (float *dweight, float *dbias, const float *dout, const float *inp,
+		  const float *mean, const float *rstd, int rows, int C),
+		 (dweight, dbias, dout, inp, mean, rstd, rows, C))
+DISPATCH(layernorm_input_grads,
+		 (float *dinp, const float *dout, const float *inp, const float *weight,
+		  const float *mean, const float *rstd, int rows, int C),
+		 (dinp, dout, inp, weight, mean, rstd, rows, C))
 DISPATCH(attention_forward,
 		 (float *out, float *probs, const float *qkv, const TstPattern *pattern,
 		  int B, int N, int D, int NH),
@@ -575,6 +592,227 @@ DISPATCH(attention_backward,
 		 (float *dqkv, const float *dout, const float *qkv, const float *probs,
 		  const TstPattern *pattern, int B, int N, int D, int NH),
 		 (dqkv, dout, qkv, probs, pattern, B, N, D, NH))
+
+/*
+ * Threads for the kernels that OpenBLAS does not run. A kernel splits its
+ * independent rows (or windows, or elements) into one contiguous range per
+ * thread, as many threads as OpenBLAS has been given, so tst.blas_threads
+ * sets both. Each row is computed exactly as on one thread, so the results
+ * do not depend on the thread count. Reductions across rows (bias and norm
+ * gradients) stay on the calling thread for the same reason.
+ */
+
+/* Most threads a kernel starts. */
+#define MAX_KERNEL_THREADS 64
+
+/* Ranges smaller than this many work items (about 100 kFLOP) stay serial. */
+#define MIN_RANGE_WORK 4096
+
+typedef void (*RangeFn) (void *arg, int64_t begin, int64_t end);
+
+typedef struct RangeTask
+{
+	RangeFn		fn;
+	void	   *arg;
+	int64_t		begin;
+	int64_t		end;
+} RangeTask;
+
+static void *
+run_range_task(void *arg)
+{
+	RangeTask  *task = arg;
+
+	task->fn(task->arg, task->begin, task->end);
+	return NULL;
+}
+
+/*
+ * Call fn on [0, n) split into ranges, one per thread; work is the cost of
+ * one item. Threads start with every signal blocked, so that the signal
+ * handlers of the host process (a PostgreSQL backend) only run on its own
+ * thread. A thread that cannot start leaves its range to the caller.
+ */
+static void
+run_ranges(RangeFn fn, void *arg, int64_t n, int64_t work)
+{
+	int			threads = openblas_get_num_threads();
+	pthread_t	ids[MAX_KERNEL_THREADS];
+	RangeTask	tasks[MAX_KERNEL_THREADS];
+	bool		started[MAX_KERNEL_THREADS];
+	sigset_t	all;
+	sigset_t	saved;
+
+	if (threads > MAX_KERNEL_THREADS)
+		threads = MAX_KERNEL_THREADS;
+	if (threads > n)
+		threads = (int) n;
+	while (threads > 1 && n * work / threads < MIN_RANGE_WORK)
+		threads--;
+	if (threads <= 1)
+	{
+		fn(arg, 0, n);
+		return;
+	}
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	for (int t = 0; t < threads; t++)
+	{
+		tasks[t].fn = fn;
+		tasks[t].arg = arg;
+		tasks[t].begin = n * t / threads;
+		tasks[t].end = n * (t + 1) / threads;
+		started[t] = t > 0 && pthread_create(&ids[t], NULL, run_range_task, &tasks[t]) == 0;
+	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+	for (int t = 0; t < threads; t++)
+		if (!started[t])
+			run_range_task(&tasks[t]);
+	for (int t = 1; t < threads; t++)
+		if (started[t])
+			pthread_join(ids[t], NULL);
+}
+
+/* Arguments of every threaded kernel; each uses the fields it needs. */
+typedef struct KernelArgs
+{
+	float	   *out;
+	float	   *out2;
+	float	   *out3;
+	const float *in;
+	const float *in2;
+	const float *in3;
+	const float *in4;
+	const TstPattern *pattern;
+	int			N;
+	int			D;
+	int			NH;
+} KernelArgs;
+
+static void
+layernorm_forward_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+	size_t		off = (size_t) begin * a->D;
+
+	layernorm_forward_serial(a->out + off, a->out2 + begin, a->out3 + begin, a->in + off,
+							 a->in2, a->in3, (int) (end - begin), a->D);
+}
+
+void
+layernorm_forward(float *out, float *mean, float *rstd,
+				  const float *inp, const float *weight, const float *bias,
+				  int rows, int C)
+{
+	KernelArgs	a = {.out = out, .out2 = mean, .out3 = rstd, .in = inp, .in2 = weight,
+	.in3 = bias, .D = C};
+
+	run_ranges(layernorm_forward_range, &a, rows, 8 * (int64_t) C);
+}
+
+static void
+layernorm_input_grads_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+	size_t		off = (size_t) begin * a->D;
+
+	layernorm_input_grads_serial(a->out + off, a->in + off, a->in2 + off, a->in3,
+								 a->in4 + begin, a->out2 + begin, (int) (end - begin), a->D);
+}
+
+void
+layernorm_backward(float *dinp, float *dweight, float *dbias,
+				   const float *dout, const float *inp, const float *weight,
+				   const float *mean, const float *rstd, int rows, int C)
+{
+	/* rstd is only read; out2 is the one float * field left for it. */
+	KernelArgs	a = {.out = dinp, .out2 = (float *) rstd, .in = dout, .in2 = inp,
+	.in3 = weight, .in4 = mean, .D = C};
+
+	layernorm_param_grads_serial(dweight, dbias, dout, inp, mean, rstd, rows, C);
+	run_ranges(layernorm_input_grads_range, &a, rows, 10 * (int64_t) C);
+}
+
+static void
+gelu_forward_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+
+	gelu_forward_serial(a->out + begin, a->in + begin, (size_t) (end - begin));
+}
+
+void
+gelu_forward(float *out, const float *inp, size_t n)
+{
+	KernelArgs	a = {.out = out, .in = inp};
+
+	run_ranges(gelu_forward_range, &a, (int64_t) n, 20);
+}
+
+static void
+gelu_backward_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+
+	gelu_backward_serial(a->out + begin, a->in + begin, a->in2 + begin,
+						 (size_t) (end - begin));
+}
+
+void
+gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+	KernelArgs	a = {.out = dinp, .in = inp, .in2 = dout};
+
+	run_ranges(gelu_backward_range, &a, (int64_t) n, 30);
+}
+
+/* Attention splits by window: the windows of a batch never share a key. */
+static void
+attention_forward_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+	size_t		rows = (size_t) begin * a->N;
+
+	attention_forward_serial(a->out + rows * a->D,
+							 a->out2 + (size_t) begin * a->NH * a->pattern->nnz,
+							 a->in + rows * 3 * a->D, a->pattern, (int) (end - begin),
+							 a->N, a->D, a->NH);
+}
+
+void
+attention_forward(float *out, float *probs, const float *qkv,
+				  const TstPattern *pattern, int B, int N, int D, int NH)
+{
+	KernelArgs	a = {.out = out, .out2 = probs, .in = qkv, .pattern = pattern,
+	.N = N, .D = D, .NH = NH};
+
+	run_ranges(attention_forward_range, &a, B, 4 * pattern->nnz * (int64_t) D);
+}
+
+static void
+attention_backward_range(void *arg, int64_t begin, int64_t end)
+{
+	KernelArgs *a = arg;
+	size_t		rows = (size_t) begin * a->N;
+
+	attention_backward_serial(a->out + rows * 3 * a->D, a->in + rows * a->D,
+							  a->in2 + rows * 3 * a->D,
+							  a->in3 + (size_t) begin * a->NH * a->pattern->nnz,
+							  a->pattern, (int) (end - begin), a->N, a->D, a->NH);
+}
+
+void
+attention_backward(float *dqkv, const float *dout, const float *qkv,
+				   const float *probs, const TstPattern *pattern,
+				   int B, int N, int D, int NH)
+{
+	KernelArgs	a = {.out = dqkv, .in = dout, .in2 = qkv, .in3 = probs,
+	.pattern = pattern, .N = N, .D = D, .NH = NH};
+
+	run_ranges(attention_backward_range, &a, B, 8 * pattern->nnz * (int64_t) D);
+}
 
 void
 dropout_forward(float *out, float *mask, const float *inp, float p,
