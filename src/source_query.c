@@ -144,9 +144,15 @@ check_column_name(const char *what, const char *name)
 				 errhint("Pass the name of a column of the source.")));
 }
 
-char *
-tst_source_series_query(const char *source, const char *time_column,
-						const char *value_column, const char *series_column)
+/*
+ * Build "SELECT series, tst.series_agg(ts, value)[, count(value)] FROM
+ * source [GROUP BY 1 ORDER BY 1]". The count is left out when no caller
+ * reads it, since a second aggregate over every row costs about a tenth of
+ * the query's time.
+ */
+static char *
+series_query(const char *source, const char *time_column, const char *value_column,
+			 const char *series_column, bool with_count)
 {
 	StringInfoData buf;
 	char	   *from_item;
@@ -159,14 +165,30 @@ tst_source_series_query(const char *source, const char *time_column,
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT %s, "
-					 "tst.series_agg(tst_source.%s::pg_catalog.timestamptz, tst_source.%s::pg_catalog.float8), "
-					 "pg_catalog.count(tst_source.%s) FROM %s",
+					 "tst.series_agg(tst_source.%s::pg_catalog.timestamptz, tst_source.%s::pg_catalog.float8)",
 					 series_column ? psprintf("tst_source.%s::pg_catalog.text",
 											  quote_identifier(series_column))
 					 : "NULL::pg_catalog.text",
-					 quote_identifier(time_column), quote_identifier(value_column),
-					 quote_identifier(value_column), from_item);
+					 quote_identifier(time_column), quote_identifier(value_column));
+	if (with_count)
+		appendStringInfo(&buf, ", pg_catalog.count(tst_source.%s)",
+						 quote_identifier(value_column));
+	appendStringInfo(&buf, " FROM %s", from_item);
 	if (series_column != NULL)
 		appendStringInfoString(&buf, " GROUP BY 1 ORDER BY 1");
 	return buf.data;
+}
+
+char *
+tst_source_series_query(const char *source, const char *time_column,
+						const char *value_column, const char *series_column)
+{
+	return series_query(source, time_column, value_column, series_column, true);
+}
+
+char *
+tst_source_history_query(const char *source, const char *time_column,
+						 const char *value_column, const char *series_column)
+{
+	return series_query(source, time_column, value_column, series_column, false);
 }

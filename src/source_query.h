@@ -15,4 +15,9 @@ extern char *tst_source_series_query(const char *source, const char *time_column
 									 const char *value_column,
 									 const char *series_column);
 
+/* The same query without the rows column, for callers that do not read it. */
+extern char *tst_source_history_query(const char *source, const char *time_column,
+									  const char *value_column,
+									  const char *series_column);
+
 #endif							/* TST_SOURCE_QUERY_H */

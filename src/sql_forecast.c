@@ -313,7 +313,7 @@ forecast_table_errcontext(void *arg)
 }
 
 /*
- * Receiver of the (series, history, count) rows of forecast_table's source
+ * Receiver of the (series, history) rows of forecast_table's source
  * query. The executor hands it each row as the query produces it, so the
  * query runs to completion in one call (which lets the planner use parallel
  * workers, unlike a cursor), and only one batch of windows is ever held.
@@ -423,10 +423,10 @@ forecast_table(PG_FUNCTION_ARGS)
 	init_request(&req, text_to_cstring(PG_GETARG_TEXT_PP(0)),
 				 PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5),
 				 PG_ARGISNULL(6), PG_ARGISNULL(6) ? 0.0 : PG_GETARG_FLOAT8(6));
-	query = tst_source_series_query(text_to_cstring(PG_GETARG_TEXT_PP(1)),
-									text_to_cstring(PG_GETARG_TEXT_PP(2)),
-									text_to_cstring(PG_GETARG_TEXT_PP(3)),
-									PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	query = tst_source_history_query(text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									 text_to_cstring(PG_GETARG_TEXT_PP(2)),
+									 text_to_cstring(PG_GETARG_TEXT_PP(3)),
+									 PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
 	init_batch(&batch, tst_model_config(req.loaded->model), FORECAST_BATCH);
 
 	memset(&receiver, 0, sizeof(receiver));
