@@ -23,6 +23,13 @@ SELECT 's' || s, timestamptz '2024-01-01 00:00+00' + h * interval '1 hour',
        s + sin(h / 3.0) + 0.01 * ((h * 7 + s) % 11)
 FROM generate_series(1, 120) AS s, generate_series(0, 199) AS h;
 ANALYZE readings;
+CREATE TABLE readings_part (series text, ts timestamptz, value float8) PARTITION BY HASH (series);
+CREATE TABLE readings_part_0 PARTITION OF readings_part FOR VALUES WITH (MODULUS 4, REMAINDER 0);
+CREATE TABLE readings_part_1 PARTITION OF readings_part FOR VALUES WITH (MODULUS 4, REMAINDER 1);
+CREATE TABLE readings_part_2 PARTITION OF readings_part FOR VALUES WITH (MODULUS 4, REMAINDER 2);
+CREATE TABLE readings_part_3 PARTITION OF readings_part FOR VALUES WITH (MODULUS 4, REMAINDER 3);
+INSERT INTO readings_part SELECT * FROM readings;
+ANALYZE readings_part;
 SELECT tst.train('m', 'readings', 'ts', 'value', 'series', 4,
   '{"context": 32, "patch_len": 8, "patch_stride": 8, "d_model": 8, "n_heads": 2,
     "n_layers": 1, "d_ff": 16, "epochs": 1, "max_windows_per_epoch": 64}');
@@ -57,6 +64,42 @@ foreach my $name (sort keys %queries)
 	isnt($without, '', "$name: forecasts rows");
 	is($with_workers, $without, "$name: identical results with and without workers");
 }
+
+# On a table partitioned by series, each partition is aggregated whole in
+# one process, so the final function (and the model) runs in the workers.
+my $partitioned = q(SELECT series, tst.forecast_agg('m', ts, value)
+	FROM readings_part GROUP BY series ORDER BY series);
+my $partitionwise = q(SET enable_partitionwise_aggregate = on;);
+my $plan = $node->safe_psql('postgres', "$parallel $partitionwise EXPLAIN (COSTS OFF) $partitioned");
+like($plan, qr/Parallel Append/, 'partitioned forecast_agg: the plan has a parallel append');
+is($node->safe_psql('postgres', "$parallel $partitionwise $partitioned"),
+	$node->safe_psql('postgres', "$serial $queries{forecast_agg}"),
+	'partitioned forecast_agg: identical results to the plain table');
+
+# forecast_table runs its source query to completion, so it may be parallel.
+my $table = q(SELECT * FROM tst.forecast_table('m', 'readings', 'ts', 'value', 'series'));
+is($node->safe_psql('postgres', "$parallel $table"),
+	$node->safe_psql('postgres', "$serial $table"),
+	'forecast_table: identical results with and without workers');
+
+# Two engine threads in the backend (OpenBLAS and the other kernels) give
+# the same numbers as one.
+is($node->safe_psql('postgres', "SET tst.blas_threads = 2; $table"),
+	$node->safe_psql('postgres', "SET tst.blas_threads = 1; $table"),
+	'forecast_table: identical results with 1 and 2 engine threads');
+
+# auto_explain logs the plan of forecast_table's own source query.
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', qq(
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_analyze = on;
+$parallel
+$table));
+my $log = slurp_file($node->logfile, $log_offset);
+like($log, qr/tst\.series_agg.*?Workers Launched: [12].*?Parallel Seq Scan on readings/s,
+	'forecast_table: the source query ran with parallel workers');
 
 # Workers really ran: EXPLAIN ANALYZE reports launched workers.
 my $analyze = $node->safe_psql('postgres',
