@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 reps=${REPS:-5}
 bench_build_engine
 start=$SECONDS
+load_start=$(bench_load)
 table=$bench_dir/attention-table.md
 {
 	echo "| attention | context | forward | peak RSS | time / local time |"
@@ -35,6 +36,7 @@ for kind in local logsparse dense; do
 	done
 done
 elapsed=$((SECONDS - start))
+load_end=$(bench_load)
 
 section=$bench_dir/attention.md
 cat >"$section" <<EOT
@@ -54,7 +56,7 @@ $(cat "$table")
   stores for backward. Where dense exceeds the engine's 1 GiB allocation
   limit it returns an error, which SQL reports; the process does not crash.
 - Command: \`bash bench/attention.sh\` (REPS=$reps), $elapsed s, on commit $(bench_commit)
-- Machine: $(bench_machine)
+- Machine: $(bench_machine); load averages $load_start at the start and $load_end at the end
 - Date: $(date -u +%Y-%m-%d)
 <!-- attention:end -->
 EOT

@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 bench_build_engine
 start=$SECONDS
+load_start=$(bench_load)
 body=$(/usr/bin/python3 bench/engine_run.py "$bench_dir/engine_bench" "$bench_dir" "$rounds")
 elapsed=$((SECONDS - start))
+load_end=$(bench_load)
 
 section=$bench_dir/engine.md
 cat >"$section" <<EOT
@@ -25,7 +27,7 @@ tokens, H = 96, 5 quantiles.
 
 $body
 - Command: \`bash bench/engine.sh\` (ROUNDS=$rounds), $elapsed s, on commit $(bench_commit)
-- Machine: $(bench_machine)
+- Machine: $(bench_machine); load averages $load_start at the start and $load_end at the end
 - Date: $(date -u +%Y-%m-%d)
 <!-- engine:end -->
 EOT

@@ -4,6 +4,8 @@
 #                            and src/core with -O2, as PGXS builds the extension
 #   bench_machine            one line: cores, CPU, memory, PostgreSQL version
 #   bench_commit             the commit, noting uncommitted changes
+#   bench_load               the 1, 5 and 15 minute load averages, since
+#                            other work on the machine skews the figures
 #   bench_write_section NAME FILE
 #                            replace the NAME section of docs/BENCHMARKS.md
 #                            (between <!-- NAME:begin and <!-- NAME:end -->)
@@ -32,6 +34,10 @@ bench_commit() {
 		commit="$commit with uncommitted changes"
 	fi
 	echo "$commit"
+}
+
+bench_load() {
+	cut -d ' ' -f 1-3 /proc/loadavg
 }
 
 bench_write_section() {
