@@ -7,7 +7,7 @@
 #    crash recovery, wherever it was killed;
 #  - REFRESH MATERIALIZED VIEW CONCURRENTLY on a forecast view runs while
 #    other sessions read the view and forecast.
-# No time is asserted; sleeps only make statements overlap.
+# No time is asserted. Locks, not sleeps, make the statements overlap.
 use strict;
 use warnings;
 
@@ -144,40 +144,43 @@ sub all_versions_forecast
 {
 	$node->safe_psql('postgres', train_sql('mix', 1));
 
-	# Three statements that forecast over about three seconds each: a series
-	# of tst.forecast calls, tst.forecast_agg over sorted groups, and
-	# tst.forecast_table over a slow source. $model is 'mix' or 'mix@N'.
+	# Three statements that forecast many times: a series of tst.forecast
+	# calls, tst.forecast_agg over sorted groups (each group is finished as
+	# soon as its rows are in), and tst.forecast_table. In the run that
+	# overlaps the commit, one row half way through each statement waits for
+	# the writer's transaction lock, so the commit lands mid-statement.
+	# The first placeholder is that row's condition, the second the model.
 	my %statements = (
 		forecast_series => q{SELECT i, f.step, f.forecast
 			FROM generate_series(1, 30) AS i
-			CROSS JOIN LATERAL (SELECT h FROM hist WHERE id = 1 + i % 6 AND pg_sleep(0.1 * %d) IS NOT NULL) AS s
+			CROSS JOIN LATERAL (SELECT h FROM hist WHERE id = 1 + i %% 6 AND (i <> 15 OR %s)) AS s
 			CROSS JOIN LATERAL tst.forecast(CASE WHEN i > 0 THEN '%s' END, s.h) AS f
 			ORDER BY i, f.step},
-		forecast_agg => q{SELECT series, tst.forecast_agg(CASE WHEN pg_sleep(0.0017 * %d) IS NOT NULL THEN '%s' END, ts, value)
+		forecast_agg => q{SELECT series,
+			tst.forecast_agg(CASE WHEN series <> 's4' OR ts <> '2024-01-01 00:00+00' OR %s THEN '%s' END, ts, value)
 			FROM readings GROUP BY series ORDER BY series},
 		forecast_table => q{SELECT series, step, forecast FROM tst.forecast_table('%2$s',
-			'SELECT series, ts, value FROM public.readings WHERE pg_sleep(0.0017 * %1$d) IS NOT NULL ORDER BY series, ts',
+			'SELECT series, ts, value FROM public.readings
+			 WHERE series <> ''s4'' OR ts <> ''2024-01-01 00:00+00'' OR %1$s',
 			'ts', 'value', 'series') ORDER BY series, step},
 	);
+	my $wait = 'pg_advisory_xact_lock_shared(4242) IS NOT NULL';
 
-	my %v1 = map { $_ => $node->safe_psql('postgres', sprintf($statements{$_}, 0, 'mix@1')) } keys %statements;
+	my %v1 = map { $_ => $node->safe_psql('postgres', sprintf($statements{$_}, 'true', 'mix@1')) } keys %statements;
 
-	# The writer trains version 2 in an open transaction; the statements
-	# start; the writer commits while they run.
+	# The writer trains version 2 in a transaction that holds lock 4242; the
+	# statements start and wait for that lock; the writer commits.
 	my $writer = $node->background_psql('postgres');
 	$writer->query_safe('BEGIN');
+	$writer->query_safe('SELECT pg_advisory_xact_lock(4242)');
 	is($writer->query_safe(train_sql('mix', 2)), '2', 'forecast during write: version 2 trained');
-	my %runs = map { $_ => [ start_psql(sprintf($statements{$_}, 1, 'mix')) ] } keys %statements;
-	wait_active('pg_sleep(0.', 3);
-	sleep(0.5);
+	my %runs = map { $_ => [ start_psql(sprintf($statements{$_}, $wait, 'mix')) ] } keys %statements;
+	my @waiting = wait_active('pg_advisory_xact_lock_shared(4242)', 3, "AND wait_event = 'advisory'");
+	is(scalar(@waiting), 3, 'forecast during write: all three statements wait for the commit');
 	$writer->query_safe('COMMIT');
 	$writer->quit;
-	my $still_running = $node->safe_psql('postgres', q{
-		SELECT count(*) FROM pg_stat_activity
-		WHERE state = 'active' AND query LIKE '%pg_sleep(0.%' AND pid <> pg_backend_pid()});
-	is($still_running, '3', 'forecast during write: the commit landed mid-statement');
 
-	my %v2 = map { $_ => $node->safe_psql('postgres', sprintf($statements{$_}, 0, 'mix@2')) } keys %statements;
+	my %v2 = map { $_ => $node->safe_psql('postgres', sprintf($statements{$_}, 'true', 'mix@2')) } keys %statements;
 	foreach my $name (sort keys %statements)
 	{
 		my ($h, $out, $err) = @{ $runs{$name} };
@@ -188,7 +191,7 @@ sub all_versions_forecast
 		ok($got eq $v1{$name} || $got eq $v2{$name}, "$name: every row from one version");
 		diag("$name during the commit used version " . ($got eq $v1{$name} ? 1 : $got eq $v2{$name} ? 2 : 'mixed'));
 
-		my $after = $node->safe_psql('postgres', sprintf($statements{$name}, 0, 'mix'));
+		my $after = $node->safe_psql('postgres', sprintf($statements{$name}, 'true', 'mix'));
 		is($after, $v2{$name}, "$name: the next statement uses version 2");
 	}
 }
