@@ -39,6 +39,9 @@
 /* Accumulators of the row sums; see the header comment. */
 #define LANES 8
 
+/* Keys per query row whose g . v the attention backward keeps on the stack. */
+#define GV_CACHE 256
+
 /* Largest head size whose attention output accumulates in a local array. */
 #define MAX_FIXED_DH 64
 
@@ -150,8 +153,8 @@ axpy(float *restrict y, float a, const float *restrict x, int n)
  * gradient sums many rows that often cancel, and a float running sum would
  * leave rounding noise where the exact sum is zero.
  */
-static void
-sum_rows(float *sums, const float *x, int rows, int C)
+KERNEL_BODY void
+sum_rows_body(float *restrict sums, const float *restrict x, int rows, int C)
 {
 	double		acc[REDUCE_BLOCK];
 
@@ -163,7 +166,7 @@ sum_rows(float *sums, const float *x, int rows, int C)
 			acc[c] = 0.0;
 		for (int r = 0; r < rows; r++)
 		{
-			const float *row = x + (size_t) r * C + c0;
+			const float *restrict row = x + (size_t) r * C + c0;
 
 			for (int c = 0; c < width; c++)
 				acc[c] += row[c];
@@ -172,6 +175,8 @@ sum_rows(float *sums, const float *x, int rows, int C)
 			sums[c0 + c] += (float) acc[c];
 	}
 }
+
+DISPATCH(sum_rows, (float *sums, const float *x, int rows, int C), (sums, x, rows, C))
 
 void
 linear_forward(float *out, const float *inp, const float *weight,
@@ -220,7 +225,7 @@ linear_backward(float *dinp, float *dweight, float *dbias,
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in, rows,
 				1.0f, dout, out_dim, inp, in, 1.0f, dweight, in);
 	if (dbias != NULL)
-		sum_rows(dbias, dout, rows, out_dim);
+		sum_rows_serial(dbias, dout, rows, out_dim);
 }
 
 void
@@ -501,25 +506,29 @@ attention_row_backward(float *restrict dq, const float *restrict q, const float 
 					   float scale, int DH)
 {
 	float		pg_sum = 0.0f;
+	float		gv[GV_CACHE];	/* g . v_c of the first GV_CACHE keys */
 
 	/*
 	 * First pass: dv_c += p_c g and the softmax term sum_c p_c (g . v_c). The
-	 * second pass recomputes g . v_c instead of keeping a row of scratch.
+	 * second pass reuses g . v_c from gv, or recomputes it past GV_CACHE keys.
 	 */
 	for (int64_t j = 0; j < len; j++)
 	{
 		const float *v = base + keys[j] * row3 + 2 * D;
 		float	   *dv = dbase + keys[j] * row3 + 2 * D;
+		float		g_dot_v = dot_lanes(g, v, DH);
 
-		pg_sum += p[j] * dot_lanes(g, v, DH);
+		if (j < GV_CACHE)
+			gv[j] = g_dot_v;
+		pg_sum += p[j] * g_dot_v;
 		axpy(dv, p[j], g, DH);
 	}
 	for (int64_t j = 0; j < len; j++)
 	{
 		const float *k = base + keys[j] * row3 + D;
-		const float *v = base + keys[j] * row3 + 2 * D;
 		float	   *dk = dbase + keys[j] * row3 + D;
-		float		ds = p[j] * (dot_lanes(g, v, DH) - pg_sum) * scale;
+		float		g_dot_v = j < GV_CACHE ? gv[j] : dot_lanes(g, base + keys[j] * row3 + 2 * D, DH);
+		float		ds = p[j] * (g_dot_v - pg_sum) * scale;
 
 		axpy(dq, ds, k, DH);
 		axpy(dk, ds, q, DH);
