@@ -3,7 +3,8 @@
 #   bench_build_engine       build log/bench/engine_bench from bench/engine_bench.c
 #                            and src/core with -O2, as PGXS builds the extension
 #   bench_machine            one line: cores, CPU, memory, PostgreSQL version
-#   bench_commit             the commit, noting uncommitted changes
+#   bench_commit             the commit, noting uncommitted changes other
+#                            than docs/BENCHMARKS.md
 #   bench_load               the 1, 5 and 15 minute load averages, since
 #                            other work on the machine skews the figures
 #   bench_write_section NAME FILE
@@ -30,7 +31,8 @@ bench_machine() {
 bench_commit() {
 	local commit
 	commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-	if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	# docs/BENCHMARKS.md is the benchmarks' own output, so it does not count.
+	if [ -n "$(git status --porcelain --untracked-files=no -- . ':!docs/BENCHMARKS.md' 2>/dev/null)" ]; then
 		commit="$commit with uncommitted changes"
 	fi
 	echo "$commit"

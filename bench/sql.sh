@@ -15,8 +15,10 @@
 #             the model) against later calls.
 #
 # Each query runs in its own session, so that the peak memory (VmHWM of the
-# backend, read from /proc/self/status) is that query's. Writes the "sql"
-# section of docs/BENCHMARKS.md.
+# backend, read from /proc/self/status) is that query's. The SQL path and
+# parallel queries run in ROUNDS (default 3) alternating rounds, and each
+# figure is the median of its rounds, with the peak memory of that round.
+# Writes the "sql" section of docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$(pwd)
@@ -25,6 +27,7 @@ repo_root=$(pwd)
 series=${SERIES:-10000}
 rows=${ROWS:-2000}
 history=${HISTORY:-10000000}
+rounds=${ROUNDS:-3}
 out=$repo_root/$bench_dir/sql
 database=tst_bench
 
@@ -111,31 +114,43 @@ EOF
 
 	local table="SELECT count(*) FROM tst.forecast_table('%s', 't', 'ts', 'value', 'series', 24)"
 	local lateral="SELECT count(*) FROM (SELECT series, tst.series_agg(ts, value) AS h FROM t GROUP BY series) AS s, LATERAL tst.forecast('%s', s.h, 24) AS f"
+	local agg="SELECT series, tst.forecast_agg('big', ts, value, 24) AS f FROM t GROUP BY series"
+	local pagg="SELECT series, tst.forecast_agg('big', ts, value, 24) AS f FROM tp GROUP BY series"
+	local ptable="SELECT count(*) FROM tst.forecast_table('big', 'tp', 'ts', 'value', 'series', 24)"
+	local plateral="SELECT count(*) FROM (SELECT series, tst.series_agg(ts, value) AS h FROM tp GROUP BY series) AS s, LATERAL tst.forecast('big', s.h, 24) AS f"
+	local round
+	: >"$out/times-raw.txt"
+	# The main figures alternate over ROUNDS rounds; each keeps the median.
+	for round in $(seq "$rounds"); do
+		{
+			echo "a $(timed "$serial" "SELECT sum(a) FROM (SELECT series, avg(value) AS a FROM t GROUP BY series) AS s")"
+			echo "b $(timed "$serial" "$(printf "$table" tiny)")"
+			echo "c $(timed "$serial" "$(printf "$table" big)")"
+			echo "d $("$repo_root/$bench_dir/engine_bench" forecast "$out/engine" 1 3 "$series" | grep '^forecast' | sort -k2 -n | sed -n 2p | awk '{ print $2 * 1000 }') 0"
+			echo "lb $(timed "$serial" "$(printf "$lateral" tiny)")"
+			echo "lc $(timed "$serial" "$(printf "$lateral" big)")"
+			echo "agg0 $(timed "$serial" "SELECT sum(cardinality(f)) FROM ($agg) AS s")"
+			echo "agg2 $(timed "$parallel" "SELECT sum(cardinality(f)) FROM ($agg) AS s")"
+			echo "tab0 $(timed "$serial" "$(printf "$table" big)")"
+			echo "tab2 $(timed "$parallel" "$(printf "$table" big)")"
+			echo "pagg0 $(timed "$serial $partitionwise" "SELECT sum(cardinality(f)) FROM ($pagg) AS s")"
+			echo "pagg2 $(timed "$parallel $partitionwise" "SELECT sum(cardinality(f)) FROM ($pagg) AS s")"
+		} >>"$out/times-raw.txt"
+	done
 	{
-		echo "a $(timed "$serial" "SELECT sum(a) FROM (SELECT series, avg(value) AS a FROM t GROUP BY series) AS s")"
-		echo "b $(timed "$serial" "$(printf "$table" tiny)")"
-		echo "c $(timed "$serial" "$(printf "$table" big)")"
-		echo "d $("$repo_root/$bench_dir/engine_bench" forecast "$out/engine" 1 3 "$series" | grep '^forecast' | sort -k2 -n | sed -n 2p | awk '{ print $2 * 1000 }') 0"
-		echo "lb $(timed "$serial" "$(printf "$lateral" tiny)")"
-		echo "lc $(timed "$serial" "$(printf "$lateral" big)")"
 		echo "short $(timed "SELECT count(*) FROM tst.forecast('big', (SELECT h FROM short_history));" "SELECT count(*) FROM tst.forecast('big', (SELECT h FROM short_history))")"
 		echo "long $(timed "SELECT count(*) FROM tst.forecast('big', (SELECT h FROM long_history));" "SELECT count(*) FROM tst.forecast('big', (SELECT h FROM long_history))")"
 		echo "long_read $(timed "SELECT tst.series_length(h) FROM long_history;" "SELECT tst.series_length(h) FROM long_history")"
-		local agg="SELECT series, tst.forecast_agg('big', ts, value, 24) AS f FROM t GROUP BY series"
-		echo "agg0 $(timed "$serial" "SELECT sum(cardinality(f)) FROM ($agg) AS s")"
-		echo "agg2 $(timed "$parallel" "SELECT sum(cardinality(f)) FROM ($agg) AS s")"
-		echo "tab0 $(timed "$serial" "$(printf "$table" big)")"
-		echo "tab2 $(timed "$parallel" "$(printf "$table" big)")"
-		local pagg="SELECT series, tst.forecast_agg('big', ts, value, 24) AS f FROM tp GROUP BY series"
-		local ptable="SELECT count(*) FROM tst.forecast_table('big', 'tp', 'ts', 'value', 'series', 24)"
-		local plateral="SELECT count(*) FROM (SELECT series, tst.series_agg(ts, value) AS h FROM tp GROUP BY series) AS s, LATERAL tst.forecast('big', s.h, 24) AS f"
-		echo "pagg0 $(timed "$serial $partitionwise" "SELECT sum(cardinality(f)) FROM ($pagg) AS s")"
-		echo "pagg2 $(timed "$parallel $partitionwise" "SELECT sum(cardinality(f)) FROM ($pagg) AS s")"
 		echo "plat0 $(timed "$serial $partitionwise" "$plateral")"
 		echo "plat2 $(timed "$parallel $partitionwise" "$plateral")"
 		echo "ptab0 $(timed "$serial $partitionwise" "$ptable")"
 		echo "ptab2 $(timed "$parallel $partitionwise" "$ptable")"
-	} >"$out/times.txt"
+	} >>"$out/times-raw.txt"
+	# Median time and peak memory per key (the lower middle for an even count).
+	sort -k1,1 -k2,2n "$out/times-raw.txt" | awk '
+		$1 != key { if (key != "") print key, t[int((n + 1) / 2)], m[int((n + 1) / 2)]; key = $1; n = 0 }
+		{ n++; t[n] = $2; m[n] = $3 }
+		END { print key, t[int((n + 1) / 2)], m[int((n + 1) / 2)] }' >"$out/times.txt"
 	{
 		digest "$serial" "SELECT series, tst.forecast_agg('big', ts, value, 24) FROM t GROUP BY series ORDER BY series"
 		digest "$parallel" "SELECT series, tst.forecast_agg('big', ts, value, 24) FROM t GROUP BY series ORDER BY series"
@@ -192,9 +207,10 @@ cat >"$section" <<EOT
 
 A table of $series series x $rows hourly rows, H = 24. The tiny model has
 1 layer and d_model 8; the big one is the engine benchmark's model (3 layers,
-d_model 64, L = 336). Times are one run each, in one cluster; memory is
-the backend's peak resident set (VmHWM), including the shared memory it
-touched.
+d_model 64, L = 336). All in one cluster. The SQL path queries and the
+first three rows of the parallel table run in $rounds alternating rounds and
+show the median; the others run once. Memory is the backend's peak resident set (VmHWM),
+including the shared memory it touched.
 
 ### SQL path against the engine (no parallel workers)
 
@@ -252,7 +268,7 @@ $(grep -v -E 'Group Key|Seq Scan on tp_|^ *->  HashAggregate$' "$out/plan-partit
 Five \`tst.forecast\` calls with the big model in one new session: $cache_times.
 The first loads and validates the model; the later ones find it in the cache.
 
-- Command: \`bash bench/sql.sh\` (SERIES=$series ROWS=$rows HISTORY=$history), $elapsed s, on commit $(bench_commit)
+- Command: \`bash bench/sql.sh\` (SERIES=$series ROWS=$rows HISTORY=$history ROUNDS=$rounds), $elapsed s, on commit $(bench_commit)
 - Machine: $(bench_machine); load averages $load_start at the start and $load_end at the end
 - Date: $(date -u +%Y-%m-%d)
 <!-- sql:end -->
