@@ -194,9 +194,10 @@ build_metrics(const TrainData *data, const TstTrainOptions *o, const TstTrainRes
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"rows\": " INT64_FORMAT ", \"series\": %d, \"series_skipped\": %d, "
 					 "\"train_windows\": " INT64_FORMAT ", \"validation_windows\": " INT64_FORMAT ", "
+					 "\"calibration_windows\": " INT64_FORMAT ", "
 					 "\"epochs_run\": %d, \"best_epoch\": %d, \"seconds\": %s, \"train_loss\": [",
 					 data->rows, data->n_series, data->skipped,
-					 r->train_windows, r->validation_windows,
+					 r->train_windows, r->validation_windows, r->calibration_windows,
 					 r->epochs_run, r->best_epoch, json_double(r->seconds));
 	for (int i = 0; i < r->n_history; i++)
 		appendStringInfo(&buf, "%s%s", i ? ", " : "", json_double(r->train_loss[i]));
