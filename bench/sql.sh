@@ -248,16 +248,18 @@ Results are compared by the md5 of all rows, against the same query with
 no workers on the plain table. The partitioned rows use
 \`enable_partitionwise_aggregate = on\` with 2 workers.
 
-Plan of the forecast_agg query with 2 workers on the plain table: the
-workers scan and build partial states, and the leader combines them and
-runs every final function, so the model work stays in the leader.
+Plan of the forecast_agg query with 2 workers on the plain table. The
+workers scan and build partial states; the leader combines them and runs
+every final function, so the model work stays in the leader.
 
 \`\`\`
 $(cat "$out/plan.txt")
 \`\`\`
 
-On the partitioned table each partition is aggregated whole by one
-process, final function included, so the model runs in the workers:
+Plan on the partitioned table. Where it shows a HashAggregate under the
+Parallel Append, each partition is aggregated whole by one process, final
+function and model included; where it shows Partial HashAggregate with a
+Finalize step above the Gather, the model runs in the leader again:
 
 \`\`\`
 $(grep -v -E 'Group Key|Seq Scan on tp_|^ *->  HashAggregate$' "$out/plan-partitioned.txt")
