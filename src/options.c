@@ -79,8 +79,8 @@ typedef struct ParseTarget
 	const char *label;			/* "option" or "model \"x\" config field" */
 } ParseTarget;
 
-static const char *
-json_type_name(const JsonbValue *v)
+const char *
+tst_json_type_name(const JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -106,7 +106,7 @@ json_number(const JsonbValue *v, const ParseTarget *target, const char *key)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"%s\" must be a number, not a %s",
-						target->label, key, json_type_name(v))));
+						target->label, key, tst_json_type_name(v))));
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
 											  NumericGetDatum(v->val.numeric)));
 }
@@ -138,7 +138,7 @@ parse_quantiles(const JsonbValue *v, const ParseTarget *target, const char *key)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"%s\" must be an array of numbers, not a %s",
-						target->label, key, json_type_name(v)),
+						target->label, key, tst_json_type_name(v)),
 				 errhint("For example: [0.1, 0.5, 0.9].")));
 
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -176,7 +176,7 @@ set_field(const FieldSpec *f, const JsonbValue *v, const ParseTarget *target)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s \"%s\" must be a string, not a %s",
-							target->label, key, json_type_name(v))));
+							target->label, key, tst_json_type_name(v))));
 		name = pnstrdup(v->val.string.val, v->val.string.len);
 		if (!tst_attention_parse(name, &c->attention))
 			ereport(ERROR,

@@ -103,6 +103,9 @@ extern bool tst_series_state_horizon(const TstSeriesState *state, int32 *horizon
  */
 extern void tst_series_detect_step(const TstSeries *s, Interval *step);
 
+/* Index of the first of ts[0 .. n - 1] (ascending) that is >= bound, or n. */
+extern int	tst_series_lower_bound(const TimestampTz *ts, int n, TimestampTz bound);
+
 /* Return t + k * step in timestamptz arithmetic (session TimeZone). */
 extern TimestampTz tst_step_add(TimestampTz t, const Interval *step, int k);
 

@@ -130,9 +130,8 @@ tst_step_add(TimestampTz t, const Interval *step, int k)
 												   IntervalPGetDatum(&span)));
 }
 
-/* Index of the first timestamp >= bound in ts[0 .. n - 1], or n if none. */
-static int
-lower_bound(const TimestampTz *ts, int n, TimestampTz bound)
+int
+tst_series_lower_bound(const TimestampTz *ts, int n, TimestampTz bound)
 {
 	int			lo = 0;
 	int			hi = n;
@@ -260,7 +259,7 @@ tst_series_to_window(const TstSeries *s, const Interval *step,
 		}
 	}
 
-	first_point = lower_bound(ts, s->count, bounds[first_slot]);
+	first_point = tst_series_lower_bound(ts, s->count, bounds[first_slot]);
 
 	/* First pass: count the non-NaN points of each slot. */
 	for (int i = first_point, j = first_slot; i < s->count; i++)

@@ -155,26 +155,6 @@ static const char *const option_names[] = {
 	"scaling", "train_start", "train_end"
 };
 
-static const char *
-json_type_name(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "value";
-	}
-}
-
 /* Return the timestamp as text in a new string (timestamptz_to_str reuses its buffer). */
 static char *
 timestamp_text(TimestampTz ts)
@@ -188,7 +168,7 @@ option_string(const JsonbValue *v, const char *key, const char *example)
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a string, not a %s", key, json_type_name(v)),
+				 errmsg("option \"%s\" must be a string, not a %s", key, tst_json_type_name(v)),
 				 errhint("For example: {\"%s\": \"%s\"}.", key, example)));
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
@@ -225,7 +205,7 @@ option_number(const JsonbValue *v, const char *key)
 	if (v->type != jbvNumeric)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a number, not a %s", key, json_type_name(v))));
+				 errmsg("option \"%s\" must be a number, not a %s", key, tst_json_type_name(v))));
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
 											  NumericGetDatum(v->val.numeric)));
 }
@@ -400,44 +380,6 @@ detect_season(const Interval *step)
 	return 1;
 }
 
-/* Index of the first of ts[0 .. n - 1] that is >= bound, or n if none. */
-static int
-first_at_or_after(const TimestampTz *ts, int n, TimestampTz bound)
-{
-	int			lo = 0;
-	int			hi = n;
-
-	while (lo < hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (ts[mid] < bound)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Number of ts[0 .. n - 1] that are <= bound. */
-static int
-count_at_or_before(const TimestampTz *ts, int n, TimestampTz bound)
-{
-	int			lo = 0;
-	int			hi = n;
-
-	while (lo < hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (ts[mid] <= bound)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 /*
  * Mark the slots that hold a non-NaN value, by the nearest-slot rule of
  * tst_series_to_window: a point exactly between two slots goes to the later.
@@ -454,7 +396,7 @@ mark_observed(const TstSeries *s, const TimestampTz *grid, int n, bool *observed
 
 		if (isnan(values[i]))
 			continue;
-		k = first_at_or_after(grid, n, ts[i]);
+		k = tst_series_lower_bound(grid, n, ts[i]);
 		if (k == n)
 			k = n - 1;
 		else if (k > 0 && ts[i] < grid[k - 1] + (grid[k] - grid[k - 1]) / 2)
@@ -559,11 +501,11 @@ prepare_series(const EvalRequest *req, const TstSeries *s, EvalSeries *es)
 
 	/* Default test range: the last 20% of the grid, at least one horizon. */
 	if (o->has_test_start)
-		es->test_first = first_at_or_after(grid, n, o->test_start);
+		es->test_first = tst_series_lower_bound(grid, n, o->test_start);
 	else
 		es->test_first = Max(0, n - Max((int) ceil(n * EVAL_DEFAULT_TEST_FRACTION), req->horizon));
-	if (o->has_test_end)
-		es->test_last = count_at_or_before(grid, n, o->test_end) - 1;
+	if (o->has_test_end && !TIMESTAMP_IS_NOEND(o->test_end))
+		es->test_last = tst_series_lower_bound(grid, n, o->test_end + 1) - 1;
 	else
 		es->test_last = n - 1;
 	if (es->test_first > es->test_last)

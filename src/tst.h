@@ -41,6 +41,9 @@ extern void tst_parse_train_options(Jsonb *options, int32 horizon,
 									TstConfig *config,
 									TstTrainOptions *train_options);
 
+/* The JSON type of a jsonb value, for error messages ("number", "array", ...). */
+extern const char *tst_json_type_name(const JsonbValue *v);
+
 /* Model configuration to and from the jsonb stored in tst.models.config. */
 extern Jsonb *tst_config_to_jsonb(const TstConfig *config);
 extern void tst_config_from_jsonb(Jsonb *json, TstConfig *config,
