@@ -24,6 +24,7 @@
  * written by bench/engine_torch.py. Every timed call prints one line
  * "MODE SECONDS", and the last line is "peak_rss_kb N".
  */
+#include "../test/reference/config_text.h"
 #include "tst_core.h"
 
 #include <cblas.h>
@@ -101,55 +102,18 @@ read_case(const char *dir, BenchCase *c)
 	{
 		char		key[64];
 		int			offset;
+		ConfigTextResult result;
 
 		if (sscanf(line, "%63s %n", key, &offset) != 1)
 			continue;
 		line += offset;
-		if (strcmp(key, "context") == 0)
-			config->context = atoi(line);
-		else if (strcmp(key, "horizon") == 0)
-			config->horizon = atoi(line);
-		else if (strcmp(key, "patch_len") == 0)
-			config->patch_len = atoi(line);
-		else if (strcmp(key, "patch_stride") == 0)
-			config->patch_stride = atoi(line);
-		else if (strcmp(key, "d_model") == 0)
-			config->d_model = atoi(line);
-		else if (strcmp(key, "n_heads") == 0)
-			config->n_heads = atoi(line);
-		else if (strcmp(key, "n_layers") == 0)
-			config->n_layers = atoi(line);
-		else if (strcmp(key, "d_ff") == 0)
-			config->d_ff = atoi(line);
-		else if (strcmp(key, "window") == 0)
-			config->window = atoi(line);
-		else if (strcmp(key, "dropout") == 0)
-			config->dropout = strtof(line, NULL);
+		result = config_text_set(config, key, line);
+		if (result == CONFIG_TEXT_INVALID)
+			fail("invalid value in config.txt", line);
+		else if (result == CONFIG_TEXT_SET)
+			continue;
 		else if (strcmp(key, "batch") == 0)
 			c->batch = atoi(line);
-		else if (strcmp(key, "attention") == 0)
-		{
-			char		name[32];
-
-			if (sscanf(line, "%31s", name) != 1 ||
-				!tst_attention_parse(name, &config->attention))
-				fail("unknown attention kind", line);
-		}
-		else if (strcmp(key, "quantiles") == 0)
-		{
-			char	   *end;
-
-			config->n_quantiles = 0;
-			while (config->n_quantiles < TST_MAX_QUANTILES)
-			{
-				double		q = strtod(line, &end);
-
-				if (end == line)
-					break;
-				config->quantiles[config->n_quantiles++] = (float) q;
-				line = end;
-			}
-		}
 		else
 			fail("unknown key in config.txt", key);
 	}

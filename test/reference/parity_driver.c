@@ -32,6 +32,7 @@
  * same batch. The driver exits with status 1 and a message on stderr when
  * any engine call fails.
  */
+#include "config_text.h"
 #include "tst_core.h"
 
 #include <stdio.h>
@@ -174,51 +175,16 @@ parse_case(const char *dir, CaseFile *c)
 		char		key[64];
 		int			offset;
 		TstConfig  *config = &c->config;
+		ConfigTextResult result;
 
 		if (sscanf(line, "%63s %n", key, &offset) != 1)
 			continue;
 		line += offset;
-		if (strcmp(key, "context") == 0)
-			config->context = atoi(line);
-		else if (strcmp(key, "horizon") == 0)
-			config->horizon = atoi(line);
-		else if (strcmp(key, "patch_len") == 0)
-			config->patch_len = atoi(line);
-		else if (strcmp(key, "patch_stride") == 0)
-			config->patch_stride = atoi(line);
-		else if (strcmp(key, "d_model") == 0)
-			config->d_model = atoi(line);
-		else if (strcmp(key, "n_heads") == 0)
-			config->n_heads = atoi(line);
-		else if (strcmp(key, "n_layers") == 0)
-			config->n_layers = atoi(line);
-		else if (strcmp(key, "d_ff") == 0)
-			config->d_ff = atoi(line);
-		else if (strcmp(key, "window") == 0)
-			config->window = atoi(line);
-		else if (strcmp(key, "attention") == 0)
-		{
-			char		name[32];
-
-			if (sscanf(line, "%31s", name) != 1 ||
-				!tst_attention_parse(name, &config->attention))
-				fail("unknown attention kind", line);
-		}
-		else if (strcmp(key, "quantiles") == 0)
-		{
-			char	   *end;
-
-			config->n_quantiles = 0;
-			while (config->n_quantiles < TST_MAX_QUANTILES)
-			{
-				double		q = strtod(line, &end);
-
-				if (end == line)
-					break;
-				config->quantiles[config->n_quantiles++] = (float) q;
-				line = end;
-			}
-		}
+		result = config_text_set(config, key, line);
+		if (result == CONFIG_TEXT_INVALID)
+			fail("invalid value in case.txt", line);
+		else if (result == CONFIG_TEXT_SET)
+			continue;
 		else if (strcmp(key, "batch") == 0)
 			c->batch = atoi(line);
 		else if (strcmp(key, "steps") == 0)
