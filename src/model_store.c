@@ -8,9 +8,9 @@
  * match, so a model that was updated, replaced or dropped is never served
  * stale, while an unchanged model is parsed and validated once per backend.
  *
- * A model under load lives in its own memory context below the caller's;
- * only after it validated is the context moved under the cache context, so
- * an error half way leaks nothing.
+ * A model under load lives in its own memory context below the caller's.
+ * Only after it is validated does the context move under the cache
+ * context, so an error half way leaks nothing.
  */
 #include "postgres.h"
 

@@ -114,7 +114,7 @@ source_from_item(const char *source)
 		return psprintf("(%s) AS tst_source", query);
 	}
 
-	/* Check the syntax first, so that the error can say what a source is. */
+	/* Check the syntax first, so that the error can explain what a source is. */
 	{
 		char	   *copy = pstrdup(source);
 		List	   *parts;

@@ -7,10 +7,10 @@
  * The median is the point forecast, and the quantiles (1 - c) / 2 and
  * (1 + c) / 2 bound the interval for confidence c.
  *
- * The set-returning functions use materialize mode: a forecast is at most
- * TST_MAX_HORIZON rows per series and the tuplestore spills to disk past
+ * The set-returning functions use materialize mode. A forecast is at most
+ * TST_MAX_HORIZON rows per series, and the tuplestore spills to disk past
  * work_mem, so materializing keeps memory bounded however many series there
- * are, and lets forecast_table batch series through the engine.
+ * are. It also lets forecast_table batch series through the engine.
  */
 #include "postgres.h"
 
@@ -324,7 +324,7 @@ typedef struct ForecastReceiver
 	ForecastRequest *req;
 	ForecastBatch *batch;
 	ReturnSetInfo *rsinfo;
-	MemoryContext call_context; /* holds the batch and the result rows */
+	MemoryContext call_context; /* owns the batch and the result rows */
 	MemoryContext row_context;	/* reset after each source row */
 	int64		skipped;		/* series with too few points */
 	char	   *skipped_example;	/* the first of them, in call_context */
@@ -365,9 +365,8 @@ forecast_receive_slot(TupleTableSlot *slot, DestReceiver *self)
 	TstSeries  *history;
 
 	/*
-	 * An error about a series names the series, as before this ran inside
-	 * the executor; the context lines of the source query would only repeat
-	 * its text.
+	 * An error about a series names the series. The context lines of the
+	 * source query would only repeat its text, so they are left out.
 	 */
 	error_context_stack = r->own_errcontext;
 	CHECK_FOR_INTERRUPTS();
