@@ -21,8 +21,17 @@
 
 #include "kernels.h"
 
-/* Windows per forward pass in tst_model_forecast when no larger capacity exists. */
+/*
+ * Windows per forward pass in tst_model_forecast when no larger capacity
+ * exists: at most FORECAST_CHUNK, and fewer when their activations would
+ * exceed FORECAST_BUDGET bytes. The activations stay allocated while the
+ * model lives (a cached model lives as long as the backend), so the budget
+ * bounds what each cached model keeps; past a few dozen windows the matrix
+ * products are large enough that a bigger chunk gains little.
+ */
 #define FORECAST_CHUNK 256
+#define FORECAST_BUDGET ((int64_t) 32 * 1024 * 1024)
+#define FORECAST_MIN_CHUNK 16
 
 /* Carved blocks start on 64-byte boundaries. */
 #define ALIGN_FLOATS 16
@@ -1014,6 +1023,7 @@ tst_model_forecast(TstModel *model, const double *x, int32_t batch,
 	const TstConfig *c;
 	int32_t		H;
 	int32_t		Q;
+	int64_t		per_window;
 	int64_t		fit;
 	int32_t		chunk;
 	TstStatus	status;
@@ -1033,8 +1043,13 @@ tst_model_forecast(TstModel *model, const double *x, int32_t batch,
 	Q = c->n_quantiles;
 
 	/* Reuse any existing capacity; otherwise run chunks of bounded size. */
-	chunk = model->acts_capacity > FORECAST_CHUNK ? model->acts_capacity : FORECAST_CHUNK;
-	fit = (int64_t) (TST_MAX_ALLOC_BYTES / sizeof(float)) / activation_floats_per_window(model);
+	per_window = activation_floats_per_window(model);
+	fit = FORECAST_BUDGET / ((int64_t) sizeof(float) * per_window);
+	chunk = (int32_t) (fit < FORECAST_MIN_CHUNK ? FORECAST_MIN_CHUNK :
+					   fit > FORECAST_CHUNK ? FORECAST_CHUNK : fit);
+	if (model->acts_capacity > chunk)
+		chunk = model->acts_capacity;
+	fit = (int64_t) (TST_MAX_ALLOC_BYTES / sizeof(float)) / per_window;
 	if (chunk > fit)
 		chunk = (int32_t) (fit > 0 ? fit : 1);
 	if (chunk > batch)
