@@ -25,3 +25,9 @@ COMMENT ON FUNCTION tst.evaluate(text, text, text, text, text, integer, jsonb) I
 -- The transition function of the three-argument tst.forecast_agg reads no
 -- table, like its five-argument twin, so both are immutable.
 ALTER FUNCTION tst.forecast_agg_transfn(internal, text, timestamptz, float8) IMMUTABLE;
+
+-- A forecast's planner cost (see 40_forecast.sql): the planner may then run
+-- the final functions in parallel workers.
+ALTER FUNCTION tst.forecast(text, tst.series, integer, float8) COST 10000;
+ALTER FUNCTION tst.forecast_agg_finalfn(internal, text, timestamptz, float8, integer) COST 10000;
+ALTER FUNCTION tst.forecast_agg_finalfn(internal, text, timestamptz, float8) COST 10000;
