@@ -22,12 +22,9 @@
 #include "kernels.h"
 
 /*
- * Windows per forward pass in tst_model_forecast when no larger capacity
- * exists: at most FORECAST_CHUNK, and fewer when their activations would
- * exceed FORECAST_BUDGET bytes. The activations stay allocated while the
- * model lives (a cached model lives as long as the backend), so the budget
- * bounds what each cached model keeps; past a few dozen windows the matrix
- * products are large enough that a bigger chunk gains little.
+ * Windows per forward pass of tst_model_forecast: at most FORECAST_CHUNK, and
+ * fewer when their activations exceed FORECAST_BUDGET bytes, because a cached
+ * model keeps its activations for the life of the backend.
  */
 #define FORECAST_CHUNK 256
 #define FORECAST_BUDGET ((int64_t) 32 * 1024 * 1024)

@@ -1,10 +1,6 @@
 
--- COST 10000 (25 planner units) on tst.forecast and the final functions of
--- tst.forecast_agg: the default of 1 prices a forecast like one operator.
--- On a table of 10,000 series in 8 hash partitions, the planner then
--- aggregates each partition whole in a parallel worker, model included,
--- where with the default it sent partial states to the leader and ran every
--- forecast there (docs/scaling.md).
+-- COST 10000 instead of 1 lets the planner aggregate a partitioned table's
+-- partitions whole in parallel workers, forecasts included (docs/scaling.md).
 CREATE FUNCTION tst.forecast(
     model text,
     history tst.series,
