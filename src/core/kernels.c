@@ -271,30 +271,147 @@ position_backward(float *dpos, const float *dout, int B, int N, int D)
 	}
 }
 
-static void
-gelu_forward_serial(float *out, const float *inp, size_t n)
+/*
+ * GELU needs the standard normal CDF and density. libm's erff is an opaque
+ * call per element, so they are computed here in float arithmetic that -O2
+ * vectorizes. Selects work on bit patterns, because GCC keeps a float
+ * comparison (which may trap) as a branch and then does not vectorize.
+ *
+ * With u = |x|, the upper tail is P(Z > u) = exp(-u^2 / 2) * g(u). g is
+ * t * P(t) with t = 1 / (1 + 0.4 u) and P of degree 9, fitted by weighted
+ * least squares to g over [0, 14]; in float it is within 3e-7 relative of
+ * math.erfc (checked in numpy). Rounding u * u to float adds up to
+ * u^2 * 6e-8 relative error where the tail is tiny.
+ */
+KERNEL_BODY uint32_t
+float_bits(float f)
 {
-	const float inv_sqrt2 = 0.70710678118654752f;
+	uint32_t	b;
 
-	for (size_t i = 0; i < n; i++)
-		out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * inv_sqrt2));
+	memcpy(&b, &f, sizeof(b));
+	return b;
 }
 
-static void
-gelu_backward_serial(float *dinp, const float *inp, const float *dout, size_t n)
+KERNEL_BODY float
+bits_float(uint32_t b)
 {
-	const float inv_sqrt2 = 0.70710678118654752f;
-	const float inv_sqrt2pi = 0.39894228040143268f;
+	float		f;
 
-	for (size_t i = 0; i < n; i++)
-	{
-		float		x = inp[i];
-		float		cdf = 0.5f * (1.0f + erff(x * inv_sqrt2));
-		float		pdf = inv_sqrt2pi * expf(-0.5f * x * x);
-
-		dinp[i] += dout[i] * (cdf + x * pdf);
-	}
+	memcpy(&f, &b, sizeof(f));
+	return f;
 }
+
+/* exp(a) for a in [-84.5, 0]: a = k ln 2 + r with |r| <= ln(2) / 2. */
+KERNEL_BODY float
+exp_nonpositive(float a)
+{
+	const float log2e = 1.44269504f;
+	const float ln2_hi = 0.693145752f;	/* ln 2 with its low 12 bits cleared */
+	const float ln2_lo = 1.42860677e-06f;
+	const float round_magic = 12582912.0f;	/* 1.5 * 2^23: adding it rounds */
+	float		k = (a * log2e + round_magic) - round_magic;
+	float		r = (a - k * ln2_hi) - k * ln2_lo;
+	float		p;
+
+	/* Taylor series of degree 7: the remainder is below 5e-9 relative. */
+	p = 1.0f / 5040.0f;
+	p = p * r + 1.0f / 720.0f;
+	p = p * r + 1.0f / 120.0f;
+	p = p * r + 1.0f / 24.0f;
+	p = p * r + 1.0f / 6.0f;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	return p * bits_float((uint32_t) ((int32_t) k + 127) << 23);
+}
+
+KERNEL_BODY void
+normal_cdf_pdf(float x, float *cdf, float *pdf)
+{
+	const uint32_t u_max = 0x41500000u;	/* 13.0f */
+	uint32_t	x_bits = float_bits(x);
+	uint32_t	u_bits = x_bits & 0x7fffffffu;
+	float		u = bits_float(u_bits);
+
+	/*
+	 * Non-negative floats order as their bit patterns, NaN above all. Past
+	 * 13 the tail is below 1e-38, so the clamp changes nothing visible.
+	 */
+	float		uc = bits_float(u_bits < u_max ? u_bits : u_max);
+	float		e = exp_nonpositive(-0.5f * uc * uc);
+	float		t = 1.0f / (1.0f + 0.4f * u);
+	float		g;
+	float		tail;
+	uint32_t	negative;
+
+	g = 3.272293429e-02f;
+	g = g * t - 1.794334871e-01f;
+	g = g * t + 3.880824445e-01f;
+	g = g * t - 3.811552230e-01f;
+	g = g * t + 1.248719349e-01f;
+	g = g * t - 2.941193239e-02f;
+	g = g * t + 9.210655106e-02f;
+	g = g * t + 1.330002561e-01f;
+	g = g * t + 1.596411914e-01f;
+	g = g * t + 1.595753387e-01f;
+	tail = e * (g * t);
+
+	/* All bits set when x is negative: cdf = tail there, 1 - tail elsewhere. */
+	negative = (uint32_t) 0 - (x_bits >> 31);
+	*cdf = bits_float((float_bits(tail) & negative) | (float_bits(1.0f - tail) & ~negative));
+	*pdf = 0.398942280f * e;	/* 1 / sqrt(2 pi) */
+}
+
+KERNEL_BODY float
+gelu_value(float x)
+{
+	float		cdf;
+	float		pdf;
+
+	normal_cdf_pdf(x, &cdf, &pdf);
+	return x * cdf;
+}
+
+KERNEL_BODY float
+gelu_derivative(float x)
+{
+	float		cdf;
+	float		pdf;
+
+	normal_cdf_pdf(x, &cdf, &pdf);
+	return cdf + x * pdf;
+}
+
+/* out (n) = GELU(inp), in blocks of LANES that -O2 vectorizes. */
+KERNEL_BODY void
+gelu_forward_body(float *restrict out, const float *restrict inp, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			out[i + l] = gelu_value(inp[i + l]);
+	for (; i < n; i++)
+		out[i] = gelu_value(inp[i]);
+}
+
+/* dinp (n) += dout * GELU'(inp). */
+KERNEL_BODY void
+gelu_backward_body(float *restrict dinp, const float *restrict inp,
+				   const float *restrict dout, size_t n)
+{
+	size_t		i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int l = 0; l < LANES; l++)
+			dinp[i + l] += dout[i + l] * gelu_derivative(inp[i + l]);
+	for (; i < n; i++)
+		dinp[i] += dout[i] * gelu_derivative(inp[i]);
+}
+
+DISPATCH(gelu_forward, (float *out, const float *inp, size_t n), (out, inp, n))
+DISPATCH(gelu_backward, (float *dinp, const float *inp, const float *dout, size_t n),
+		 (dinp, inp, dout, n))
 
 /*
  * out (R, C) = LayerNorm(inp) * weight + bias; see kernels.h. Two passes per

@@ -302,6 +302,97 @@ TEST(gelu_forward_is_exact)
 	CHECK_CLOSE(y[0], 0.8413447, 1e-6);
 }
 
+/* Forward and derivative against erf in double over [-20, 20]. */
+TEST(gelu_accuracy_sweep)
+{
+	int			n = 40001;
+	float	   *x = new_floats(n);
+	float	   *y = new_floats(n);
+	float	   *ones = new_floats(n);
+	float	   *dy = new_floats(n);
+	double		worst_rel = 0.0;
+	double		worst_abs = 0.0;
+	double		worst_grad = 0.0;
+
+	for (int i = 0; i < n; i++)
+	{
+		x[i] = -20.0f + 40.0f * (float) i / (float) (n - 1);
+		ones[i] = 1.0f;
+	}
+	gelu_forward(y, x, n);
+	gelu_backward(dy, x, ones, n);
+	for (int i = 0; i < n; i++)
+	{
+		double		xd = x[i];
+		double		cdf = 0.5 * erfc(-xd / sqrt(2.0));
+		double		grad = cdf + xd * exp(-0.5 * xd * xd) * 0.398942280401432678;
+
+		/*
+		 * Relative error where the CDF is above 1e-7 (x above about -5.2).
+		 * Further out, x * x rounded to float shifts the exponential by up
+		 * to x^2 * 6e-8 relative, so only the absolute error is bounded.
+		 */
+		if (cdf > 1e-7)
+			worst_rel = fmax(worst_rel, fabs((double) y[i] - xd * cdf) / fabs(xd * cdf + 1e-300));
+		worst_abs = fmax(worst_abs, fabs((double) y[i] - xd * cdf) / fmax(1.0, fabs(xd * cdf)));
+		worst_grad = fmax(worst_grad, fabs((double) dy[i] - grad));
+	}
+	CHECK(worst_rel < 1e-6);
+	CHECK(worst_abs < 2.5e-7);	/* about 2 float ulps at 1 */
+	CHECK(worst_grad < 1e-6);
+	printf("    worst relative error %.2g, absolute %.2g, derivative %.2g\n",
+		   worst_rel, worst_abs, worst_grad);
+	free(x);
+	free(y);
+	free(ones);
+	free(dy);
+}
+
+/* NaN and infinities behave as with erff, and -0 gives 0. */
+TEST(gelu_special_values)
+{
+	float		x[] = {NAN, INFINITY, -INFINITY, -0.0f};
+	float		y[4];
+
+	gelu_forward(y, x, 4);
+	CHECK(isnan(y[0]));
+	CHECK(isinf(y[1]));
+	CHECK(y[1] > 0);
+	CHECK(isnan(y[2]));
+	CHECK(y[3] == 0.0f);
+}
+
+/* The vectorized blocks and the scalar tail give the same bits. */
+TEST(gelu_blocks_match_tail)
+{
+	int			n = 37;
+	float	   *x = new_floats(n);
+	float	   *whole = new_floats(n);
+	float	   *one = new_floats(1);
+	float	   *dwhole = new_floats(n);
+	float	   *done = new_floats(1);
+	float	   *r = new_floats(n);
+
+	fill_uniform(x, n, -6, 6);
+	fill_uniform(r, n, -1, 1);
+	gelu_forward(whole, x, n);
+	gelu_backward(dwhole, x, r, n);
+	for (int i = 0; i < n; i++)
+	{
+		done[0] = 0.0f;
+		gelu_forward(one, x + i, 1);
+		gelu_backward(done, x + i, r + i, 1);
+		CHECK(memcmp(one, whole + i, sizeof(float)) == 0);
+		CHECK(memcmp(done, dwhole + i, sizeof(float)) == 0);
+	}
+	free(x);
+	free(whole);
+	free(one);
+	free(dwhole);
+	free(done);
+	free(r);
+}
+
 TEST(gelu_backward_matches_differences)
 {
 	GeluCase	c = {40, NULL, NULL};
@@ -614,6 +705,9 @@ main(void)
 	RUN(layernorm_forward_normalizes);
 	RUN(layernorm_backward_matches_differences);
 	RUN(gelu_forward_is_exact);
+	RUN(gelu_accuracy_sweep);
+	RUN(gelu_special_values);
+	RUN(gelu_blocks_match_tail);
 	RUN(gelu_backward_matches_differences);
 	RUN(attention_dense_matches_reference);
 	RUN(attention_local_matches_reference);
