@@ -24,6 +24,7 @@ packages=(
 	locales                    # localedef and the de_DE source for ensure_locale
 	clang-14                   # test/fuzz: libFuzzer and sanitizer builds
 	libclang-rt-14-dev         # libFuzzer, ASan and UBSan runtimes
+	valgrind                   # test/valgrind.sh, in make test-long
 )
 
 # PostgreSQL's TAP modules (PostgreSQL::Test::Cluster) need IPC::Run.

@@ -12,6 +12,8 @@
 #   fuzz       libFuzzer targets, test/fuzz run (TST_FUZZ_SECONDS each)
 #   tap        PostgreSQL TAP tests, test/tap/*.pl through prove; the long
 #              ones skip themselves unless TST_TEST_LONG=1 (make test-long)
+#   valgrind   make test-long only: sql/*.sql against a server under
+#              valgrind memcheck, test/valgrind.sh
 #
 # Each suite reports "N passed, N failed" (pg_regress and prove have their own
 # summaries, parsed below). A suite that exits non-zero without a failed count,
@@ -307,6 +309,11 @@ for suite in regress ett; do
 done
 
 run_tap_suite
+
+# make test-long: the regression suite against a server under valgrind.
+if [ "${TST_TEST_LONG:-0}" = 1 ]; then
+	run_counted_suite valgrind bash test/valgrind.sh
+fi
 
 echo "== total time: $((SECONDS - run_start)) s"
 finish
