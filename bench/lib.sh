@@ -16,7 +16,7 @@ bench_dir=log/bench
 
 bench_build_engine() {
 	mkdir -p "$bench_dir"
-	cc -std=c11 -O2 -Wall -Wextra -Werror -Isrc/core -o "$bench_dir/engine_bench" \
+	cc -std=c11 -O2 -fno-math-errno -Wall -Wextra -Werror -Isrc/core -o "$bench_dir/engine_bench" \
 		bench/engine_bench.c src/core/*.c $(pkg-config --cflags --libs openblas) -lm
 }
 

@@ -208,31 +208,67 @@ global_grad_norm(TstModel *model, double *norm, char *errmsg)
 	return TST_OK;
 }
 
+/* AdamW constants of one tensor's update. */
+typedef struct AdamWStep
+{
+	float		lr;
+	float		beta1;
+	float		beta2;
+	float		eps;
+	float		decay;
+	float		grad_scale;
+	float		bias1;
+	float		bias2;
+} AdamWStep;
+
+/*
+ * Update p, m and v (n) from grad, which never overlap. With -fno-math-errno
+ * (Makefile) -O2 vectorizes the blocks of 8, and gives the same bits.
+ */
+static void
+adamw_update_arrays(float *restrict p, float *restrict m, float *restrict v,
+					const float *restrict grad, int64_t n, AdamWStep k)
+{
+	int64_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		for (int l = 0; l < 8; l++)
+		{
+			float		g = grad[i + l] * k.grad_scale;
+
+			m[i + l] = k.beta1 * m[i + l] + (1.0f - k.beta1) * g;
+			v[i + l] = k.beta2 * v[i + l] + (1.0f - k.beta2) * g * g;
+			p[i + l] -= k.lr * ((m[i + l] / k.bias1) / (sqrtf(v[i + l] / k.bias2) + k.eps) +
+								k.decay * p[i + l]);
+		}
+	}
+	for (; i < n; i++)
+	{
+		float		g = grad[i] * k.grad_scale;
+
+		m[i] = k.beta1 * m[i] + (1.0f - k.beta1) * g;
+		v[i] = k.beta2 * v[i] + (1.0f - k.beta2) * g * g;
+		p[i] -= k.lr * ((m[i] / k.bias1) / (sqrtf(v[i] / k.bias2) + k.eps) + k.decay * p[i]);
+	}
+}
+
 /* Apply one AdamW update to a tensor. m and v are its slices of the moments. */
 static void
 adamw_update(TstTensor *tensor, float *m, float *v, const TstAdamW *hparams,
 			 float grad_scale, float bias1, float bias2)
 {
-	float		lr = hparams->learning_rate;
-	float		beta1 = hparams->beta1;
-	float		beta2 = hparams->beta2;
-	float		eps = hparams->eps;
-	float		decay = tensor_is_decayed(tensor) ? hparams->weight_decay : 0.0f;
-	float	   *p = tensor->data;
-	const float *grad = tensor->grad;
+	AdamWStep	k;
 
-	for (int64_t i = 0; i < tensor->size; i++)
-	{
-		float		g = grad[i] * grad_scale;
-		float		m_hat;
-		float		v_hat;
-
-		m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-		v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-		m_hat = m[i] / bias1;
-		v_hat = v[i] / bias2;
-		p[i] -= lr * (m_hat / (sqrtf(v_hat) + eps) + decay * p[i]);
-	}
+	k.lr = hparams->learning_rate;
+	k.beta1 = hparams->beta1;
+	k.beta2 = hparams->beta2;
+	k.eps = hparams->eps;
+	k.decay = tensor_is_decayed(tensor) ? hparams->weight_decay : 0.0f;
+	k.grad_scale = grad_scale;
+	k.bias1 = bias1;
+	k.bias2 = bias2;
+	adamw_update_arrays(tensor->data, m, v, tensor->grad, tensor->size, k);
 }
 
 TstStatus
