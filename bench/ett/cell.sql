@@ -72,6 +72,18 @@ FROM scores m,
 	 LATERAL (VALUES ('coverage', m.coverage), ('interval_width', m.interval_width)) AS k(key, value)
 WHERE m.series IS NULL AND m.method = 'model'
 ORDER BY k.key, m.confidence;
+-- The same scoring on the validation range, reading rows before 11520 only:
+-- the figure to compare options by, since the test rows must not choose them.
+SELECT format('metric validation_mse %s', round(e.mse::numeric, 6))
+FROM ett_split s,
+	 LATERAL tst.evaluate(:'model' || '@' || :version,
+						  format('SELECT col, ts, value FROM ett_long %s %s row < 11520',
+								 :'col_filter', CASE :'mode' WHEN 'S' THEN 'AND' ELSE 'WHERE' END),
+						  'ts', 'value', 'col', :horizon,
+						  jsonb_build_object('test_start', s.validation_start, 'test_end', s.validation_end,
+											 'scaling', 'standard',
+											 'train_start', s.train_start, 'train_end', s.train_end)) AS e
+WHERE e.series IS NULL AND e.method = 'model';
 SELECT format('metric windows %s', windows)
 FROM scores WHERE series IS NULL AND method = 'model' AND confidence = 0.8;
 

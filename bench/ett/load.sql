@@ -32,6 +32,8 @@ ANALYZE ett_long;
 CREATE OR REPLACE VIEW ett_split AS
 SELECT max(ts) FILTER (WHERE row = 0) AS train_start,
 	   max(ts) FILTER (WHERE row = 8639) AS train_end,
+	   max(ts) FILTER (WHERE row = 8640) AS validation_start,
+	   max(ts) FILTER (WHERE row = 11519) AS validation_end,
 	   max(ts) FILTER (WHERE row = 11520) AS test_start,
 	   max(ts) FILTER (WHERE row = 14399) AS test_end
 FROM ett_long

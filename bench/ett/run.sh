@@ -4,10 +4,14 @@
 # train with tst.train and score every test window with tst.evaluate.
 #
 # Usage: bench/ett/run.sh [--mode S|M] [--horizon 96|192|336|720] [--quick]
+#                         [--options JSON]
 #   --mode, --horizon  run only the cells of that mode or horizon (default: all 8)
 #   --quick            train for at most 2 epochs and 60 s, run cell S96 unless
 #                      --mode or --horizon says otherwise, and leave
 #                      docs/BENCHMARKS.md unchanged: a check that the harness runs
+#   --options JSON     merge JSON into the model options of every cell run, as
+#                      an experiment: the logs get the results, and
+#                      bench/ett/results.tsv and docs/BENCHMARKS.md stay unchanged
 #
 # Model options per cell come from bench/ett/cells.json. A full run records
 # each cell it ran in bench/ett/results.tsv (one line per cell, replaced on a
@@ -51,13 +55,15 @@ fi
 modes="S M"
 horizons="96 192 336 720"
 quick=0
+experiment=''
 while [ $# -gt 0 ]; do
 	case $1 in
 		--mode) modes=$2; shift 2 ;;
 		--horizon) horizons=$2; shift 2 ;;
 		--quick) quick=1; shift ;;
+		--options) experiment=$2; shift 2 ;;
 		*)
-			echo "usage: bench/ett/run.sh [--mode S|M] [--horizon 96|192|336|720] [--quick]" >&2
+			echo "usage: bench/ett/run.sh [--mode S|M] [--horizon 96|192|336|720] [--quick] [--options JSON]" >&2
 			exit 2
 			;;
 	esac
@@ -80,6 +86,12 @@ done
 overrides='{}'
 if [ "$quick" -eq 1 ]; then
 	overrides='{"epochs": 2, "max_seconds": 60}'
+fi
+if [ -n "$experiment" ]; then
+	if ! overrides=$(/usr/bin/python3 -c 'import json, sys; o = json.loads(sys.argv[1]); assert isinstance(o, dict); print(json.dumps(o))' "$experiment" 2>/dev/null); then
+		echo "bench/ett: --options must be a JSON object, such as '{\"context\": 512}'" >&2
+		exit 2
+	fi
 fi
 
 if [ ! -r "$csv" ]; then
@@ -139,6 +151,13 @@ if [ "$quick" -eq 1 ]; then
 	echo "bench/ett: quick run, $doc not updated ($elapsed s)"
 	exit 0
 fi
+if [ -n "$experiment" ]; then
+	for cell in "${cells[@]}"; do
+		echo "bench/ett: $cell: validation MSE $(metric "$log_dir/$cell.log" validation_mse)"
+	done
+	echo "bench/ett: experiment with options $overrides; $results and $doc not updated ($elapsed s)"
+	exit 0
+fi
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 memory_gib=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
@@ -154,7 +173,7 @@ if [ "${#cells[@]}" -ne 8 ]; then
 fi
 
 # One line per cell in results.tsv; a rerun replaces the cell's line.
-header="cell	mse	mae	repeat_last_mse	repeat_last_mae	seasonal_naive_mse	coverage_80	coverage_95	train_seconds	epochs_run	best_epoch	context	date	commit	machine	options"
+header="cell	mse	mae	repeat_last_mse	repeat_last_mae	seasonal_naive_mse	coverage_80	coverage_95	train_seconds	epochs_run	best_epoch	context	date	commit	machine	options	validation_mse"
 [ -f "$results" ] || echo "$header" >"$results"
 for cell in "${cells[@]}"; do
 	log="$log_dir/$cell.log"
@@ -163,7 +182,7 @@ for cell in "${cells[@]}"; do
 		"$(metric "$log" repeat_last_mse)" "$(metric "$log" repeat_last_mae)" \
 		"$(metric "$log" seasonal_naive_mse)" "$(metric "$log" coverage_80)" "$(metric "$log" coverage_95)" \
 		"$(metric "$log" seconds)" "$(metric "$log" epochs_run)" "$(metric "$log" best_epoch)" \
-		"$(metric "$log" context)" "$date" "$commit" "$machine")$options
+		"$(metric "$log" context)" "$date" "$commit" "$machine" "$options")$(metric "$log" validation_mse)
 	grep -v "^$cell	" "$results" >"$results.tmp" || true
 	echo "$line" >>"$results.tmp"
 	mv "$results.tmp" "$results"
@@ -214,13 +233,16 @@ section=$(awk -F'\t' -v check_mse="$check_mse" -v check_mae="$check_mae" \
 		printf "Harness check on the last run: repeat-last in mode M at H = 96 scored MSE %s\n", check_mse
 		printf "and MAE %s (expected 1.294 and 0.713). PostgreSQL %s.\n", check_mae, pg
 		print ""
-		print "| cell | date | commit | machine | model options |"
-		print "| --- | --- | --- | --- | --- |"
+		print "Validation MSE: the same scoring on the validation windows (rows 8640"
+		print "to 11519), which is what options may be compared by."
+		print ""
+		print "| cell | validation MSE | date | commit | machine | model options |"
+		print "| --- | --- | --- | --- | --- | --- |"
 		for (i = 1; i <= n; i++) {
 			c = order[i]
 			if (!(c in row)) continue
 			split(row[c], f, "\t")
-			printf "| %s | %s | %s | %s | `%s` |\n", c, f[13], f[14], f[15], f[16]
+			printf "| %s | %s | %s | %s | %s | `%s` |\n", c, (f[17] != "" ? sprintf("%.4f", f[17]) : "not scored"), f[13], f[14], f[15], f[16]
 		}
 		print ""
 		print "Command: `make bench` runs every cell (bench/run.sh); one cell:"
