@@ -71,25 +71,6 @@ get_u32_at(const uint8_t *p)
 		((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
 }
 
-/* Reinterpret a float's IEEE 754 bits through memcpy, which is alias-safe. */
-static uint32_t
-float_bits(float value)
-{
-	uint32_t	bits;
-
-	memcpy(&bits, &value, sizeof(bits));
-	return bits;
-}
-
-static float
-bits_float(uint32_t bits)
-{
-	float		value;
-
-	memcpy(&value, &bits, sizeof(value));
-	return value;
-}
-
 static bool
 read_bytes(BlobReader *reader, size_t n, const uint8_t **out)
 {
@@ -225,7 +206,7 @@ put_record(uint8_t *p, const TstTensor *tensor)
 	for (int32_t d = 0; d < tensor->ndim; d++)
 		p = put_u32(p, (uint32_t) tensor->shape[d]);
 	for (int64_t k = 0; k < tensor->size; k++)
-		p = put_u32(p, float_bits(tensor->data[k]));
+		p = put_u32(p, tst_float_bits(tensor->data[k]));
 	return p;
 }
 
@@ -379,7 +360,7 @@ check_record(BlobReader *reader, int32_t index, const TstTensor *tensor,
 		return truncated(reader, index, tensor->name, "values", errmsg);
 	for (k = 0; k < tensor->size; k++)
 	{
-		float		value = bits_float(get_u32_at(values + 4 * k));
+		float		value = tst_bits_float(get_u32_at(values + 4 * k));
 
 		if (!isfinite(value))
 		{
@@ -399,7 +380,7 @@ copy_values(TstTensor *tensor, const uint8_t *values)
 	int64_t		k;
 
 	for (k = 0; k < tensor->size; k++)
-		tensor->data[k] = bits_float(get_u32_at(values + 4 * k));
+		tensor->data[k] = tst_bits_float(get_u32_at(values + 4 * k));
 }
 
 TstStatus

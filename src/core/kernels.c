@@ -283,24 +283,6 @@ position_backward(float *dpos, const float *dout, int B, int N, int D)
  * math.erfc (checked in numpy). Rounding u * u to float adds up to
  * u^2 * 6e-8 relative error where the tail is tiny.
  */
-KERNEL_BODY uint32_t
-float_bits(float f)
-{
-	uint32_t	b;
-
-	memcpy(&b, &f, sizeof(b));
-	return b;
-}
-
-KERNEL_BODY float
-bits_float(uint32_t b)
-{
-	float		f;
-
-	memcpy(&f, &b, sizeof(f));
-	return f;
-}
-
 /* exp(a) for a in [-84.5, 0]: a = k ln 2 + r with |r| <= ln(2) / 2. */
 KERNEL_BODY float
 exp_nonpositive(float a)
@@ -322,22 +304,22 @@ exp_nonpositive(float a)
 	p = p * r + 0.5f;
 	p = p * r + 1.0f;
 	p = p * r + 1.0f;
-	return p * bits_float((uint32_t) ((int32_t) k + 127) << 23);
+	return p * tst_bits_float((uint32_t) ((int32_t) k + 127) << 23);
 }
 
 KERNEL_BODY void
 normal_cdf_pdf(float x, float *cdf, float *pdf)
 {
 	const uint32_t u_max = 0x41500000u;	/* 13.0f */
-	uint32_t	x_bits = float_bits(x);
+	uint32_t	x_bits = tst_float_bits(x);
 	uint32_t	u_bits = x_bits & 0x7fffffffu;
-	float		u = bits_float(u_bits);
+	float		u = tst_bits_float(u_bits);
 
 	/*
 	 * Non-negative floats order as their bit patterns, NaN above all. Past
 	 * 13 the tail is below 1e-38, so the clamp changes nothing visible.
 	 */
-	float		uc = bits_float(u_bits < u_max ? u_bits : u_max);
+	float		uc = tst_bits_float(u_bits < u_max ? u_bits : u_max);
 	float		e = exp_nonpositive(-0.5f * uc * uc);
 	float		t = 1.0f / (1.0f + 0.4f * u);
 	float		g;
@@ -358,7 +340,8 @@ normal_cdf_pdf(float x, float *cdf, float *pdf)
 
 	/* All bits set when x is negative: cdf = tail there, 1 - tail elsewhere. */
 	negative = (uint32_t) 0 - (x_bits >> 31);
-	*cdf = bits_float((float_bits(tail) & negative) | (float_bits(1.0f - tail) & ~negative));
+	*cdf = tst_bits_float((tst_float_bits(tail) & negative) |
+						  (tst_float_bits(1.0f - tail) & ~negative));
 	*pdf = 0.398942280f * e;	/* 1 / sqrt(2 pi) */
 }
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tst_core.h"
 
@@ -22,6 +23,26 @@
 void		tst_set_error(char *errmsg, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 void		tst_release(const TstAllocator *allocator, void *ptr);
+
+/* The IEEE 754 bits of a float, through memcpy, which is alias-safe. */
+static inline uint32_t
+tst_float_bits(float value)
+{
+	uint32_t	bits;
+
+	memcpy(&bits, &value, sizeof(bits));
+	return bits;
+}
+
+/* The float whose IEEE 754 bits are bits. */
+static inline float
+tst_bits_float(uint32_t bits)
+{
+	float		value;
+
+	memcpy(&value, &bits, sizeof(value));
+	return value;
+}
 
 /* Number of (query, key) pairs of a pattern, without building it. */
 int64_t		tst_pattern_count(TstAttentionKind kind, int32_t window, int32_t n_tokens);
