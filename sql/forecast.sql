@@ -113,6 +113,17 @@ GROUP BY meter ORDER BY meter;
 SELECT series, count(*) FROM tst.forecast_table('hourly', 'SELECT * FROM hourly WHERE meter = ''load_2''', 'ts', 'kw')
 GROUP BY series;
 
+-- forecast_table returns its rows by series, in the series column's
+-- collation with NULL last, then by step. In "C" order digits come before
+-- upper case, which comes before "_" and lower case.
+CREATE TABLE forecast_order AS
+SELECT (ARRAY['b', 'B', 'a', 'A', '_x', '10', '9', 'Z', 'z', 'm', NULL])[g + 1] COLLATE "C" AS name,
+       ts, kw
+FROM hourly, generate_series(0, 10) AS g
+WHERE meter = 'load_0';
+SELECT string_agg(coalesce(series, 'NULL') || ':' || step, ' ')
+FROM tst.forecast_table('hourly', 'forecast_order', 'ts', 'kw', 'name', 2);
+
 -- Errors: models.
 SELECT * FROM tst.forecast('no_such_model', (SELECT h FROM history WHERE meter = 'load_0'));
 SELECT * FROM tst.forecast('hourly@7', (SELECT h FROM history WHERE meter = 'load_0'));

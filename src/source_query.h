@@ -15,7 +15,10 @@ extern char *tst_source_series_query(const char *source, const char *time_column
 									 const char *value_column,
 									 const char *series_column);
 
-/* The same query without the rows column, for callers that do not read it. */
+/*
+ * The same query without the rows column and in no particular order, for
+ * tst.forecast_table, which sorts its much smaller output instead.
+ */
 extern char *tst_source_history_query(const char *source, const char *time_column,
 									  const char *value_column,
 									  const char *series_column);

@@ -17,14 +17,19 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 #include "series.h"
 #include "source_query.h"
@@ -158,16 +163,22 @@ run_batch(ForecastBatch *batch, const ForecastRequest *req)
 		tst_report_status(status, errmsg_buf, NULL);
 }
 
-/* Emit the rows of every window in the batch, then empty it. */
+/*
+ * Emit the rows of every window in the batch, then empty it. The rows go to
+ * sorter when it is not NULL, and to the result tuplestore otherwise.
+ */
 static void
 emit_batch(ForecastBatch *batch, const ForecastRequest *req, ReturnSetInfo *rsinfo,
-		   bool with_series)
+		   bool with_series, Tuplesortstate *sorter)
 {
 	int			q = tst_model_config(req->loaded->model)->n_quantiles;
 	Datum		values[6];
 	bool		nulls[6];
 	int			first = with_series ? 1 : 0;
+	TupleTableSlot *sort_slot = NULL;
 
+	if (sorter != NULL)
+		sort_slot = MakeSingleTupleTableSlot(rsinfo->setDesc, &TTSOpsVirtual);
 	for (int i = 0; i < batch->count; i++)
 	{
 		const double *out = batch->outputs + (size_t) i * batch->n_outputs;
@@ -194,11 +205,22 @@ emit_batch(ForecastBatch *batch, const ForecastRequest *req, ReturnSetInfo *rsin
 			}
 			else
 				nulls[first + 3] = nulls[first + 4] = true;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (sorter != NULL)
+			{
+				ExecClearTuple(sort_slot);
+				memcpy(sort_slot->tts_values, values, sizeof(values));
+				memcpy(sort_slot->tts_isnull, nulls, sizeof(nulls));
+				ExecStoreVirtualTuple(sort_slot);
+				tuplesort_puttupleslot(sorter, sort_slot);
+			}
+			else
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 		if (batch->series[i])
 			pfree(batch->series[i]);
 	}
+	if (sort_slot != NULL)
+		ExecDropSingleTupleTableSlot(sort_slot);
 	batch->count = 0;
 }
 
@@ -232,7 +254,7 @@ forecast(PG_FUNCTION_ARGS)
 	init_batch(&batch, tst_model_config(req.loaded->model), 1);
 	add_history(&batch, &req, history, NULL, false);
 	run_batch(&batch, &req);
-	emit_batch(&batch, &req, rsinfo, false);
+	emit_batch(&batch, &req, rsinfo, false, NULL);
 	return (Datum) 0;
 }
 
@@ -324,6 +346,8 @@ typedef struct ForecastReceiver
 	ForecastRequest *req;
 	ForecastBatch *batch;
 	ReturnSetInfo *rsinfo;
+	bool		sort_output;	/* whether the output needs sorting */
+	Tuplesortstate *sorter;		/* sorts the output, once started */
 	MemoryContext call_context; /* owns the batch and the result rows */
 	MemoryContext row_context;	/* reset after each source row */
 	int64		skipped;		/* series with too few points */
@@ -332,9 +356,32 @@ typedef struct ForecastReceiver
 	ErrorContextCallback *own_errcontext;	/* forecast_table's error context */
 } ForecastReceiver;
 
+/*
+ * Start sorting forecast_table's output by series, then step. The output
+ * has horizon rows per series, far less than the histories an ORDER BY in
+ * the source query would sort. Series compare in the series column's
+ * collation, NULL last.
+ */
 static void
 forecast_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
+	ForecastReceiver *r = (ForecastReceiver *) self;
+	AttrNumber	columns[2] = {1, 2};
+	Oid			operators[2];
+	Oid			collations[2];
+	bool		nulls_first[2] = {false, false};
+	MemoryContext old;
+
+	if (!r->sort_output || r->sorter != NULL)
+		return;
+	operators[0] = lookup_type_cache(TEXTOID, TYPECACHE_LT_OPR)->lt_opr;
+	operators[1] = lookup_type_cache(INT4OID, TYPECACHE_LT_OPR)->lt_opr;
+	collations[0] = TupleDescAttr(typeinfo, 0)->attcollation;
+	collations[1] = InvalidOid;
+	old = MemoryContextSwitchTo(r->call_context);
+	r->sorter = tuplesort_begin_heap(r->rsinfo->setDesc, 2, columns, operators, collations,
+									 nulls_first, work_mem, NULL, TUPLESORT_NONE);
+	MemoryContextSwitchTo(old);
 }
 
 static void
@@ -383,7 +430,7 @@ forecast_receive_slot(TupleTableSlot *slot, DestReceiver *self)
 	if (r->batch->count == r->batch->capacity)
 	{
 		run_batch(r->batch, r->req);
-		emit_batch(r->batch, r->req, r->rsinfo, true);
+		emit_batch(r->batch, r->req, r->rsinfo, true, r->sorter);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(r->row_context);
@@ -437,6 +484,7 @@ forecast_table(PG_FUNCTION_ARGS)
 	receiver.req = &req;
 	receiver.batch = &batch;
 	receiver.rsinfo = rsinfo;
+	receiver.sort_output = !PG_ARGISNULL(4);
 	receiver.call_context = call_context;
 	receiver.row_context = AllocSetContextCreate(call_context, "tst forecast_table row",
 												 ALLOCSET_DEFAULT_SIZES);
@@ -470,9 +518,22 @@ forecast_table(PG_FUNCTION_ARGS)
 	error_context_stack = errcallback.previous;
 	SPI_finish();
 
-	/* The last, partial batch. */
+	/* The last, partial batch, then the sorted rows into the result. */
 	run_batch(&batch, &req);
-	emit_batch(&batch, &req, rsinfo, true);
+	emit_batch(&batch, &req, rsinfo, true, receiver.sorter);
+	if (receiver.sorter != NULL)
+	{
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(rsinfo->setDesc, &TTSOpsMinimalTuple);
+
+		tuplesort_performsort(receiver.sorter);
+		while (tuplesort_gettupleslot(receiver.sorter, true, false, slot, NULL))
+		{
+			CHECK_FOR_INTERRUPTS();
+			tuplestore_puttupleslot(rsinfo->setResult, slot);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		tuplesort_end(receiver.sorter);
+	}
 
 	if (receiver.skipped > 0)
 		ereport(NOTICE,
