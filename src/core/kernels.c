@@ -295,7 +295,7 @@ exp_nonpositive(float a)
 	float		r = (a - k * ln2_hi) - k * ln2_lo;
 	float		p;
 
-	/* Taylor series of degree 7: the remainder is below 5e-9 relative. */
+	/* Taylor series of degree 7: the remainder is below 1e-8 relative. */
 	p = 1.0f / 5040.0f;
 	p = p * r + 1.0f / 720.0f;
 	p = p * r + 1.0f / 120.0f;
