@@ -221,6 +221,18 @@ typedef struct AdamWStep
 	float		bias2;
 } AdamWStep;
 
+/* Apply the AdamW update to element i of p, m and v from grad. */
+static inline __attribute__((always_inline)) void
+adamw_element(float *p, float *m, float *v, const float *grad, int64_t i,
+			  const AdamWStep *k)
+{
+	float		g = grad[i] * k->grad_scale;
+
+	m[i] = k->beta1 * m[i] + (1.0f - k->beta1) * g;
+	v[i] = k->beta2 * v[i] + (1.0f - k->beta2) * g * g;
+	p[i] -= k->lr * ((m[i] / k->bias1) / (sqrtf(v[i] / k->bias2) + k->eps) + k->decay * p[i]);
+}
+
 /*
  * Update p, m and v (n) from grad, which never overlap. With -fno-math-errno
  * (Makefile) -O2 vectorizes the blocks of 8, and gives the same bits.
@@ -232,25 +244,10 @@ adamw_update_arrays(float *restrict p, float *restrict m, float *restrict v,
 	int64_t		i = 0;
 
 	for (; i + 8 <= n; i += 8)
-	{
 		for (int l = 0; l < 8; l++)
-		{
-			float		g = grad[i + l] * k.grad_scale;
-
-			m[i + l] = k.beta1 * m[i + l] + (1.0f - k.beta1) * g;
-			v[i + l] = k.beta2 * v[i + l] + (1.0f - k.beta2) * g * g;
-			p[i + l] -= k.lr * ((m[i + l] / k.bias1) / (sqrtf(v[i + l] / k.bias2) + k.eps) +
-								k.decay * p[i + l]);
-		}
-	}
+			adamw_element(p, m, v, grad, i + l, &k);
 	for (; i < n; i++)
-	{
-		float		g = grad[i] * k.grad_scale;
-
-		m[i] = k.beta1 * m[i] + (1.0f - k.beta1) * g;
-		v[i] = k.beta2 * v[i] + (1.0f - k.beta2) * g * g;
-		p[i] -= k.lr * ((m[i] / k.bias1) / (sqrtf(v[i] / k.bias2) + k.eps) + k.decay * p[i]);
-	}
+		adamw_element(p, m, v, grad, i, &k);
 }
 
 /* Apply one AdamW update to a tensor. m and v are its slices of the moments. */
